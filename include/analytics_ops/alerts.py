@@ -1,0 +1,671 @@
+"""The one alert path: every alert (task/DAG failures, checks, monitors, deadlines, the ledger)
+goes through ``raise_alert`` / ``resolve_alert``.
+
+What it guarantees, so the team can trust it at 3 AM:
+
+- **Recorded first.** The alert row (``ops.alerts``, de-duplicated by ``dedup_key``) and its
+  transition (``ops.alert_events``) are written before any channel is tried; a channel that fails
+  never loses the alert.
+- **Flip-based.** Channels are told only about news: ``opened``, ``reopened``, ``escalated``
+  (severity went up while open) and ``resolved`` (the recovery message, sent only for alerts that
+  were notified). The same condition seen again is ``repeated``: counted, not sent.
+- **Reminders.** A still-open *critical* alert is re-sent every ``ALERT_REMINDER_SECONDS``
+  (default 4 h) — when it is raised again, or by ``send_due_reminders`` (``cron_ledger`` calls it
+  every 5 minutes), which also retries channels whose last delivery failed.
+- **Channels from configuration.** Always the log; Slack when the ``alerts_slack`` connection
+  exists (incoming-webhook URL in its password, or in its host); email when ``smtp_default``
+  exists and ``ALERT_EMAILS`` (default: ``REPORT_EMAILS``) names recipients. Each channel's answer
+  is stored in ``ops.alerts.channels`` and in a ``notified`` row of ``ops.alert_events``.
+
+Settings (Airflow Variable > env > default): ``ALERT_CHANNELS`` (``log,slack,email``),
+``ALERT_MIN_SEVERITY`` (``warning``: info alerts are recorded and logged only),
+``ALERT_REMINDER_SECONDS`` (``14400``), ``ALERT_EMAILS``, ``EMAIL_FROM``,
+``ALERT_CHANNEL_TIMEOUT_SECONDS`` (``10``), ``ALERT_DELIVERY_RETRIES`` (``3``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import psycopg
+
+from include.analytics_ops.store import jsonb
+
+log = logging.getLogger(__name__)
+SEVERITIES = ("info", "warning", "critical")
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+NOTIFY_TRANSITIONS = frozenset({"opened", "reopened", "escalated"})
+SLACK_CONN_ID = "alerts_slack"
+SMTP_CONN_ID = "smtp_default"
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    alert_id: int
+    dedup_key: str
+    transition: str  # 'opened' | 'reopened' | 'escalated' | 'repeated' | 'resolved'
+    severity: str
+    count: int
+    # What each channel answered when this call notified ({} when nothing was sent).
+    deliveries: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def notified(self) -> bool:
+        return bool(self.deliveries)
+
+
+# --------------------------------------------------------------------------- settings
+def _setting(name: str, default: Any, cast: type | None = None) -> Any:
+    from include.analytics_ops.config import setting
+
+    return setting(name, default, cast)
+
+
+def reminder_interval() -> timedelta:
+    return timedelta(seconds=float(_setting("ALERT_REMINDER_SECONDS", 4 * 3600, float)))
+
+
+def _min_severity() -> str:
+    value = str(_setting("ALERT_MIN_SEVERITY", "warning")).strip().lower()
+    return value if value in _RANK else "warning"
+
+
+# --------------------------------------------------------------------------- messages
+@dataclass(frozen=True)
+class AlertMessage:
+    """What a channel sends: everything a person needs without opening another tool first."""
+
+    kind: str  # opened | reopened | escalated | reminder | resolved | retry
+    dedup_key: str
+    severity: str
+    source: str
+    title: str
+    body: str = ""
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    url: str | None = None
+    count: int = 1
+    first_seen: datetime | None = None
+
+    @property
+    def headline(self) -> str:
+        if self.kind == "resolved":
+            return f"[RESOLVED] {self.title}"
+        prefix = {"reminder": "REMINDER ", "escalated": "ESCALATED "}.get(self.kind, "")
+        return f"[{prefix}{self.severity.upper()}] {self.title}"
+
+    def lines(self) -> list[str]:
+        out = [self.headline]
+        if self.body:
+            out.append(self.body)
+        where = [
+            f"{label}: {value}"
+            for label, value in (("DAG", self.dag_id), ("run", self.run_id), ("task", self.task_id))
+            if value
+        ]
+        if where:
+            out.append(" | ".join(where))
+        facts = [f"source: {self.source}", f"key: {self.dedup_key}"]
+        if self.count > 1:
+            facts.append(f"seen {self.count}x")
+        if self.first_seen is not None:
+            facts.append(f"since {self.first_seen.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+        out.append(" | ".join(facts))
+        if self.url:
+            out.append(f"Airflow: {self.url}")
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+
+# --------------------------------------------------------------------------- channels
+class Channel(Protocol):
+    name: str
+
+    def send(self, message: AlertMessage) -> dict[str, Any]:
+        """Deliver; return details of the answer (e.g. HTTP status). Raise on failure."""
+
+
+class LogChannel:
+    name = "log"
+
+    def send(self, message: AlertMessage) -> dict[str, Any]:
+        level = logging.INFO if message.kind == "resolved" else logging.WARNING
+        log.log(level, "ALERT NOTIFY %s", message.text().replace("\n", " || "))
+        return {}
+
+
+class SlackWebhookChannel:
+    """Slack incoming webhook: a plain JSON POST of ``{"text": ...}``."""
+
+    name = "slack"
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    def send(self, message: AlertMessage) -> dict[str, Any]:
+        import httpx
+
+        text = message.text()
+        if message.url:  # Slack mrkdwn link instead of the bare URL line
+            text = text.replace(f"Airflow: {message.url}", f"<{message.url}|Open in Airflow>")
+        response = httpx.post(self.url, json={"text": text}, timeout=self.timeout)
+        if response.status_code >= 300:
+            raise ChannelError(
+                f"HTTP {response.status_code}: {response.text[:200]}", status=response.status_code
+            )
+        return {"status": response.status_code}
+
+
+class EmailChannel:
+    """Plain-text mail through the ``smtp_default`` server (smtplib)."""
+
+    name = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        login: str | None = None,
+        password: str | None = None,
+        use_ssl: bool = False,
+        starttls: bool = True,
+        timeout: float = 10.0,
+    ) -> None:
+        self.host, self.port, self.sender = host, port, sender
+        self.recipients = list(recipients)
+        self.login, self.password = login, password
+        self.use_ssl, self.starttls, self.timeout = use_ssl, starttls, timeout
+
+    def send(self, message: AlertMessage) -> dict[str, Any]:
+        mail = EmailMessage()
+        mail["Subject"] = message.headline
+        mail["From"] = self.sender
+        mail["To"] = ", ".join(self.recipients)
+        mail.set_content(message.text() + "\n\n-- analytics-ops alert path\n")
+        context = ssl.create_default_context()
+        if self.use_ssl:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with client:
+            client.ehlo()
+            if not self.use_ssl and self.starttls and client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+            if self.login:
+                client.login(self.login, self.password or "")
+            refused = client.send_message(mail)
+        if refused:
+            raise ChannelError(f"recipients refused: {sorted(refused)}")
+        return {"recipients": len(self.recipients)}
+
+
+class ChannelError(RuntimeError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def connection_fields(conn_id: str) -> dict[str, Any] | None:
+    """An Airflow connection's fields, or None when it is not defined.
+
+    ``AIRFLOW_CONN_<ID>`` (JSON or URI) is read directly so the path works in tasks, the
+    triggerer, CLIs and tests alike; otherwise Airflow's own lookup (UI, secrets backends).
+    """
+    raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if raw:
+        raw = raw.strip()
+        if raw.startswith("{"):
+            data = json.loads(raw)
+            extra = data.get("extra") or {}
+            data["extra"] = json.loads(extra) if isinstance(extra, str) and extra else extra or {}
+            return data
+        parts = urlsplit(raw)
+        return {
+            "conn_type": parts.scheme,
+            "host": parts.hostname,
+            "port": parts.port,
+            "login": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "schema": parts.path.lstrip("/") or None,
+            "extra": dict(parse_qsl(parts.query)),
+        }
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:
+        return None
+    return {
+        "conn_type": conn.conn_type,
+        "host": conn.host,
+        "port": conn.port,
+        "login": conn.login,
+        "password": conn.password,
+        "schema": conn.schema,
+        "extra": conn.extra_dejson,
+    }
+
+
+def _slack_url(fields: Mapping[str, Any]) -> str | None:
+    password = (fields.get("password") or "").strip()
+    host = (fields.get("host") or "").strip()
+    if password.startswith(("http://", "https://")):
+        return password
+    if host.startswith(("http://", "https://")):
+        return host.rstrip("/") + (f"/{password.lstrip('/')}" if password else "")
+    if host and password:  # Slack provider style: host + webhook token path
+        return f"https://{host.rstrip('/')}/{password.lstrip('/')}"
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def configured_channels() -> list[Channel]:
+    """The channels to notify, from settings and the connections that exist."""
+    wanted = [
+        c.strip().lower() for c in str(_setting("ALERT_CHANNELS", "log,slack,email")).split(",")
+    ]
+    timeout = float(_setting("ALERT_CHANNEL_TIMEOUT_SECONDS", 10.0, float))
+    channels: list[Channel] = [LogChannel()]  # always
+    if "slack" in wanted:
+        fields = connection_fields(SLACK_CONN_ID)
+        url = _slack_url(fields) if fields else None
+        if url:
+            channels.append(SlackWebhookChannel(url, timeout=timeout))
+        elif fields:
+            log.warning("connection %s has no webhook URL (password or host)", SLACK_CONN_ID)
+    if "email" in wanted:
+        fields = connection_fields(SMTP_CONN_ID)
+        recipients = [
+            r.strip()
+            for r in str(_setting("ALERT_EMAILS", "") or _setting("REPORT_EMAILS", "")).split(",")
+            if r.strip()
+        ]
+        if fields and fields.get("host") and recipients:
+            extra = fields.get("extra") or {}
+            use_ssl = not _truthy(extra.get("disable_ssl", False))
+            port = int(fields.get("port") or (465 if use_ssl else 25))
+            sender = (
+                extra.get("from_email")
+                or _setting("EMAIL_FROM", "")
+                or fields.get("login")
+                or "analytics-ops@localhost"
+            )
+            channels.append(
+                EmailChannel(
+                    fields["host"],
+                    port,
+                    str(sender),
+                    recipients,
+                    login=fields.get("login"),
+                    password=fields.get("password"),
+                    use_ssl=use_ssl,
+                    starttls=not _truthy(extra.get("disable_tls", False)),
+                    timeout=float(extra.get("timeout") or timeout),
+                )
+            )
+        elif fields and not recipients:
+            log.warning("smtp_default is set but ALERT_EMAILS/REPORT_EMAILS names no recipient")
+    return channels
+
+
+def deliver(
+    message: AlertMessage, channels: Sequence[Channel] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Send to every channel; one failing channel never stops the others."""
+    results: dict[str, dict[str, Any]] = {}
+    now = datetime.now(UTC).isoformat()
+    for channel in configured_channels() if channels is None else channels:
+        try:
+            info = channel.send(message) or {}
+            results[channel.name] = {"ok": True, "at": now, "kind": message.kind, **info}
+        except Exception as exc:  # a channel's failure is data, not a crash
+            result: dict[str, Any] = {
+                "ok": False,
+                "at": now,
+                "kind": message.kind,
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+            }
+            if getattr(exc, "status", None):
+                result["status"] = exc.status  # type: ignore[attr-defined]
+            results[channel.name] = result
+            log.error("alert channel %s failed for %s: %s", channel.name, message.dedup_key, exc)
+    return results
+
+
+# --------------------------------------------------------------------------- the alert path
+_ALERT_COLUMNS = (
+    "id, dedup_key, severity, source, title, body, dag_id, run_id, task_id, url, count,"
+    " first_seen, state, last_notified_at, notify_count, channels"
+)
+
+
+def _message(row: Mapping[str, Any], kind: str) -> AlertMessage:
+    return AlertMessage(
+        kind=kind,
+        dedup_key=row["dedup_key"],
+        severity=row["severity"],
+        source=row["source"],
+        title=row["title"],
+        body=row["body"] or "",
+        dag_id=row["dag_id"],
+        run_id=row["run_id"],
+        task_id=row["task_id"],
+        url=row["url"],
+        count=row["count"],
+        first_seen=row["first_seen"],
+    )
+
+
+def _fetch(conn: psycopg.Connection, alert_id: int) -> dict[str, Any]:
+    cur = conn.execute(f"SELECT {_ALERT_COLUMNS} FROM ops.alerts WHERE id = %s", (alert_id,))
+    names = [d.name for d in cur.description]
+    return dict(zip(names, cur.fetchone(), strict=True))
+
+
+def _notify(
+    conn: psycopg.Connection,
+    alert: Mapping[str, Any],
+    kind: str,
+    channels: Sequence[Channel] | None = None,
+    *,
+    only: set[str] | None = None,
+    event_id: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Deliver and store what each channel answered: merged into ``ops.alerts.channels`` and on
+    the transition's ``ops.alert_events`` row (``event_id``), or on a new ``reminder``/``retry``
+    event row."""
+    chosen = configured_channels() if channels is None else list(channels)
+    if only is not None:
+        chosen = [c for c in chosen if c.name in only]
+    results = deliver(_message(alert, kind), chosen)
+    merged = dict(alert.get("channels") or {})
+    merged.update(results)
+    failed = any(not r.get("ok") for r in merged.values())
+    conn.execute(
+        """
+        UPDATE ops.alerts
+           SET channels = %s, last_notified_at = now(), delivery_failed = %s,
+               notify_count = CASE WHEN %s THEN notify_count ELSE notify_count + 1 END
+         WHERE id = %s
+        """,
+        (jsonb(merged), failed, kind == "retry", alert["id"]),
+    )
+    if event_id is not None:
+        conn.execute(
+            "UPDATE ops.alert_events SET channels = %s WHERE id = %s", (jsonb(results), event_id)
+        )
+    else:
+        conn.execute(
+            "INSERT INTO ops.alert_events (alert_id, kind, severity, message, channels)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (alert["id"], kind, alert["severity"], alert["title"], jsonb(results)),
+        )
+    return results
+
+
+def raise_alert(
+    conn: psycopg.Connection,
+    dedup_key: str,
+    severity: str,
+    source: str,
+    title: str,
+    body: str = "",
+    *,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    url: str | None = None,
+    details: Mapping[str, Any] | None = None,
+    notify: bool = True,
+    channels: Sequence[Channel] | None = None,
+) -> AlertOutcome:
+    """Open (or re-open) the alert ``dedup_key``; an alert already open is counted, not duplicated.
+
+    Returns the transition: 'opened'/'reopened'/'escalated' are news and are sent to the
+    channels; 'repeated' (the same open condition seen again) is only counted — unless the alert
+    is critical and its reminder is due, then it is re-sent as a reminder. ``notify=False``
+    records without sending; ``channels`` overrides the configured channels (tests, demo).
+    """
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+    row = conn.execute(
+        """
+        INSERT INTO ops.alerts AS a (dedup_key, severity, source, title, body, dag_id, run_id,
+                                     task_id, url, details)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (dedup_key) DO UPDATE
+           SET severity = EXCLUDED.severity, title = EXCLUDED.title, body = EXCLUDED.body,
+               source = EXCLUDED.source,
+               dag_id = EXCLUDED.dag_id, run_id = EXCLUDED.run_id, task_id = EXCLUDED.task_id,
+               url = EXCLUDED.url, details = EXCLUDED.details, last_seen = now(),
+               count = CASE WHEN a.state = 'open' THEN a.count + 1 ELSE 1 END,
+               first_seen = CASE WHEN a.state = 'open' THEN a.first_seen ELSE now() END,
+               notify_count = CASE WHEN a.state = 'open' THEN a.notify_count ELSE 0 END,
+               resolved_at = NULL, state = 'open'
+        RETURNING id, count, (xmax = 0) AS inserted,
+                  (SELECT state FROM ops.alerts WHERE dedup_key = %s) AS previous_state,
+                  (SELECT severity FROM ops.alerts WHERE dedup_key = %s) AS previous_severity,
+                  (SELECT last_notified_at FROM ops.alerts WHERE dedup_key = %s) AS last_notified
+        """,
+        (
+            dedup_key,
+            severity,
+            source,
+            title,
+            body,
+            dag_id,
+            run_id,
+            task_id,
+            url,
+            jsonb(dict(details or {})),
+            dedup_key,
+            dedup_key,
+            dedup_key,
+        ),
+    ).fetchone()
+    alert_id, count, inserted, previous_state, previous_severity, last_notified = row
+    if inserted:
+        transition = "opened"
+    elif previous_state != "open":
+        transition = "reopened"
+    elif _RANK[severity] > _RANK.get(previous_severity, 0):
+        transition = "escalated"
+    else:
+        transition = "repeated"
+    event_id = conn.execute(
+        "INSERT INTO ops.alert_events (alert_id, kind, severity, message)"
+        " VALUES (%s, %s, %s, %s) RETURNING id",
+        (alert_id, transition, severity, title),
+    ).fetchone()[0]
+    level = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}[severity]
+    log.log(
+        level,
+        "ALERT %s [%s] %s: %s %s",
+        transition,
+        severity,
+        dedup_key,
+        title,
+        f"- {body}" if body else "",
+    )
+    kind: str | None = None
+    if notify and _RANK[severity] >= _RANK[_min_severity()]:
+        if transition in NOTIFY_TRANSITIONS:
+            kind = transition
+        elif (
+            transition == "repeated"
+            and severity == "critical"
+            and (last_notified is None or datetime.now(UTC) - last_notified >= reminder_interval())
+        ):
+            kind = "reminder"
+    deliveries: dict[str, Any] = {}
+    if kind is not None:
+        deliveries = _notify(
+            conn,
+            _fetch(conn, alert_id),
+            kind,
+            channels,
+            event_id=event_id if kind != "reminder" else None,
+        )
+    return AlertOutcome(alert_id, dedup_key, transition, severity, count, deliveries)
+
+
+def resolve_alert(
+    conn: psycopg.Connection,
+    dedup_key: str,
+    note: str = "",
+    *,
+    notify: bool = True,
+    channels: Sequence[Channel] | None = None,
+) -> AlertOutcome | None:
+    """Resolve an open alert; returns None when there was nothing open under that key.
+
+    A recovery message goes to the channels when the alert had been notified."""
+    row = conn.execute(
+        """
+        UPDATE ops.alerts SET state = 'resolved', resolved_at = now(), last_seen = now()
+         WHERE dedup_key = %s AND state = 'open'
+        RETURNING id, severity, count, last_notified_at
+        """,
+        (dedup_key,),
+    ).fetchone()
+    if row is None:
+        return None
+    event_id = conn.execute(
+        "INSERT INTO ops.alert_events (alert_id, kind, severity, message)"
+        " VALUES (%s, 'resolved', %s, %s) RETURNING id",
+        (row[0], row[1], note or "resolved"),
+    ).fetchone()[0]
+    log.info("ALERT resolved %s %s", dedup_key, note)
+    deliveries: dict[str, Any] = {}
+    if notify and row[3] is not None:
+        alert = _fetch(conn, row[0])
+        if note:
+            alert["body"] = note
+        deliveries = _notify(conn, alert, "resolved", channels, event_id=event_id)
+    return AlertOutcome(row[0], dedup_key, "resolved", row[1], row[2], deliveries)
+
+
+def resolve_alerts_like(
+    conn: psycopg.Connection,
+    key_prefix: str,
+    note: str = "",
+    *,
+    seen_before: datetime | None = None,
+    channels: Sequence[Channel] | None = None,
+) -> list[AlertOutcome]:
+    """Resolve every open alert whose key starts with ``key_prefix`` (last seen before
+    ``seen_before`` when given) — e.g. a DAG's task failures once a later run succeeded."""
+    keys = [
+        r[0]
+        for r in conn.execute(
+            "SELECT dedup_key FROM ops.alerts WHERE state = 'open' AND starts_with(dedup_key, %s)"
+            " AND (%s::timestamptz IS NULL OR last_seen < %s) ORDER BY id",
+            (key_prefix, seen_before, seen_before),
+        )
+    ]
+    out = []
+    for key in keys:
+        outcome = resolve_alert(conn, key, note, channels=channels)
+        if outcome is not None:
+            out.append(outcome)
+    return out
+
+
+def send_due_reminders(
+    conn: psycopg.Connection, channels: Sequence[Channel] | None = None
+) -> dict[str, int]:
+    """Re-send still-open critical alerts whose reminder is due, and retry the channels that
+    failed on an open alert's last delivery (at most ``ALERT_DELIVERY_RETRIES`` times)."""
+    interval = reminder_interval()
+    retries = int(_setting("ALERT_DELIVERY_RETRIES", 3, int))
+    min_rank = _RANK[_min_severity()]
+    sent = {"reminders": 0, "retries": 0}
+    due = conn.execute(
+        "SELECT id FROM ops.alerts WHERE state = 'open' AND severity = 'critical'"
+        " AND last_notified_at IS NOT NULL AND last_notified_at <= now() - %s ORDER BY id",
+        (interval,),
+    ).fetchall()
+    if _RANK["critical"] >= min_rank:
+        for (alert_id,) in due:
+            _notify(conn, _fetch(conn, alert_id), "reminder", channels)
+            sent["reminders"] += 1
+    failing = conn.execute(
+        "SELECT id FROM ops.alerts WHERE state = 'open' AND delivery_failed ORDER BY id"
+    ).fetchall()
+    for (alert_id,) in failing:
+        alert = _fetch(conn, alert_id)
+        attempts = conn.execute(
+            """
+            SELECT count(*) FROM ops.alert_events
+             WHERE alert_id = %s AND kind = 'retry'
+               AND id > COALESCE((SELECT max(id) FROM ops.alert_events
+                                   WHERE alert_id = %s
+                                     AND kind IN ('opened', 'reopened', 'escalated', 'reminder')),
+                                 0)
+            """,
+            (alert_id, alert_id),
+        ).fetchone()[0]
+        if attempts >= retries:
+            continue
+        failed = {name for name, r in (alert["channels"] or {}).items() if not r.get("ok")}
+        _notify(conn, alert, "retry", channels, only=failed)
+        sent["retries"] += 1
+    return sent
+
+
+# --------------------------------------------------------------------------- queries
+def open_alerts(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """Open alerts, most severe and most recent first (health page, demo)."""
+    cur = conn.execute(
+        """
+        SELECT id, dedup_key, severity, source, title, body, dag_id, run_id, task_id, url,
+               count, first_seen, last_seen, last_notified_at, channels
+          FROM ops.alerts WHERE state = 'open'
+         ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
+                  last_seen DESC
+         LIMIT %s
+        """,
+        (limit,),
+    )
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def recent_alerts(
+    conn: psycopg.Connection, since: datetime | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Alerts (open or resolved) last seen since ``since``, newest first."""
+    cur = conn.execute(
+        """
+        SELECT id, dedup_key, severity, state, source, title, body, dag_id, run_id, task_id,
+               url, count, first_seen, last_seen, resolved_at, channels
+          FROM ops.alerts WHERE (%s::timestamptz IS NULL OR last_seen >= %s)
+         ORDER BY last_seen DESC LIMIT %s
+        """,
+        (since, since, limit),
+    )
+    names = [d.name for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

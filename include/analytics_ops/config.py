@@ -1,0 +1,120 @@
+"""Defaults in one place: owner, retries, callbacks, tags, deadlines and runtime settings.
+
+Module level holds constants only (safe at DAG parse time). ``setting()`` reads the environment
+and, inside a running task, an Airflow Variable of the same name that overrides it from the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+OWNER = "data-platform"
+PT = "America/Los_Angeles"
+
+# Tags a DAG may carry (policy test): cadence + domain.
+ALLOWED_TAGS = frozenset(
+    {
+        "nightly",
+        "hourly",
+        "two-hourly",
+        "weekly",
+        "every-5-min",
+        "analytics",
+        "posthog",
+        "checks",
+        "github",
+        "inventory",
+        "reports",
+        "monitoring",
+        "ledger",
+    }
+)
+
+# Deadline per DAG (DESIGN §1), seconds after the run was queued. Overridable per DAG with the
+# Airflow Variable ``deadline_<dag_id>_seconds`` (or AIRFLOW_VAR_DEADLINE_<DAG_ID>_SECONDS).
+DEADLINE_DEFAULT_SECONDS: dict[str, int] = {
+    "analytics_nightly": 90 * 60,  # 02:00 PT + 90 min = 03:30 PT
+    "analytics_hourly": 2 * 3600,  # window end + 2 h
+    "inventory_refresh": 2 * 3600,
+    "analytics_weekly": 5 * 3600,  # Mon 04:00 PT -> 09:00 PT
+    "cron_ledger": 10 * 60,
+}
+
+
+def deadline_variable(dag_id: str) -> str:
+    return f"deadline_{dag_id}_seconds"
+
+
+def deadline_env_defaults() -> dict[str, str]:
+    """AIRFLOW_VAR_* values providing the deadline defaults (VariableInterval has no default)."""
+    return {
+        f"AIRFLOW_VAR_{deadline_variable(d).upper()}": str(s)
+        for d, s in DEADLINE_DEFAULT_SECONDS.items()
+    }
+
+
+def setting(name: str, default: T, cast: type | None = None) -> T:
+    """Runtime setting: Airflow Variable ``name`` > env var ``name`` > ``default``.
+
+    Call inside tasks only (never at module level): it may look up a Variable.
+    """
+    raw: Any = None
+    try:
+        from airflow.sdk import Variable
+
+        raw = Variable.get(name, default=None)
+    except Exception:
+        raw = None
+    if raw is None:
+        raw = os.environ.get(name)
+    if raw is None:
+        return default
+    kind = cast or (type(default) if default is not None else str)
+    if kind is bool:
+        return str(raw).strip().lower() in ("1", "true", "yes", "on")  # type: ignore[return-value]
+    if kind in (list, tuple):
+        return [p.strip() for p in str(raw).split(",") if p.strip()]  # type: ignore[return-value]
+    return kind(raw)
+
+
+def artifacts_dir() -> str:
+    return setting("ARTIFACTS_DIR", "artifacts")
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Task defaults every DAG starts from: retries with backoff, timeout, failure alert."""
+    from include.analytics_ops.callbacks import on_task_failure
+
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": on_task_failure,
+    }
+    args.update(overrides)
+    return args
+
+
+def deadline(dag_id: str):
+    """The DAG's Deadline Alert: fires ``deadlines.on_deadline_missed`` in the triggerer.
+
+    DAGRUN_QUEUED_AT works for scheduled, manual (no logical date) and backfill runs alike.
+    """
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+    from airflow.sdk.definitions.deadline import VariableInterval
+
+    from include.analytics_ops.deadlines import on_deadline_missed
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=VariableInterval(deadline_variable(dag_id)),
+        callback=AsyncCallback(on_deadline_missed, kwargs={"dag_id": dag_id}),
+        name=f"{dag_id}_deadline",
+    )

@@ -1,0 +1,170 @@
+"""Ingest settings with their defaults, and the event → rollup mapping.
+
+Every setting is read by ``IngestConfig.from_settings()`` inside a task (Airflow Variable of the
+same name > environment variable > default, see ``include.analytics_ops.config.setting``):
+
+| setting | default | meaning |
+|---|---|---|
+| ``POSTHOG_SETTLE_MINUTES`` | 15 | a window is read only this long after its end (arrival lag) |
+| ``POSTHOG_PAGE_SIZE`` | 10000 | rows per Query API page (1..50000) |
+| ``POSTHOG_MIN_PAGE_SIZE`` | 500 | smallest page after 504/512 shrinking |
+| ``POSTHOG_EVENT_LOOKBACK_DAYS`` | 7 | event time bound: ``timestamp >= window start − N days`` |
+| ``POSTHOG_EVENT_LOOKAHEAD_DAYS`` | 1 | event time bound: ``timestamp < window end + N days`` |
+| ``POSTHOG_REQUEST_TIMEOUT_SECONDS`` | 60 | HTTP read timeout of one query |
+| ``POSTHOG_MAX_ATTEMPTS`` | 8 | attempts per page on 5xx/timeouts (429s are bounded by time only) |
+| ``POSTHOG_BACKOFF_BASE_SECONDS``, ``..._CAP_SECONDS`` | 1, 120 | backoff with full jitter |
+| ``POSTHOG_PREFETCH`` | true | fetch page k+1 in a thread while page k is loaded |
+| ``POSTHOG_INGEST_START`` | earliest checkpoint | ISO timestamp: start of the "ingest era" |
+| ``POSTHOG_REQUIRED_PROPERTIES`` | see ``DEFAULT_REQUIRED`` | JSON {event: [property, ...]} |
+| ``POSTHOG_NUMERIC_PROPERTIES`` | see ``DEFAULT_NUMERIC`` | JSON {event: [property, ...]} |
+| ``POSTHOG_EVENT_MAPPING`` | see ``EventMapping`` | JSON overriding fields of the mapping |
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+MAX_PAGE_SIZE = 50_000
+
+#: Properties an event must carry to be loaded (else: dead letter "missing required property").
+DEFAULT_REQUIRED: dict[str, tuple[str, ...]] = {
+    "listing_viewed": ("listing_id",),
+    "listing_saved": ("listing_id",),
+    "lead_submitted": ("listing_id", "seeker_id"),
+    "purchase": ("revenue", "order_id"),
+}
+#: Properties that must be JSON numbers when present (revenue is summed into daily_metrics).
+DEFAULT_NUMERIC: dict[str, tuple[str, ...]] = {"purchase": ("revenue",)}
+
+
+@dataclass(frozen=True)
+class EventMapping:
+    """Which events and properties feed which rollup column (all configuration).
+
+    - listing/development ``views``, ``unique_viewers``: events in ``view_events`` that carry
+      ``listing_property`` (a ``$pageview`` of a search page is not a listing view);
+    - ``saves``: ``save_events``; ``leads`` and ``analytics.leads``: ``lead_events`` with
+      ``listing_property`` and ``seeker_property`` (falls back to ``distinct_id``);
+    - user stats: ``user_id`` = ``distinct_id``, ``user_type`` = ``user_type_property``
+      (``unknown`` when absent), ``page_views`` = ``pageview_events``, ``sessions`` = distinct
+      ``session_property``, ``purchases`` = ``purchase_events``;
+    - ``daily_metrics`` (PT day of ``timestamp``): ``sessions`` = distinct ``session_property``
+      over all events, ``orders`` = number of ``purchase_events``, ``conversions`` = distinct
+      ``session_property`` among purchases, ``revenue`` = sum of numeric ``revenue_property``.
+    """
+
+    view_events: tuple[str, ...] = ("listing_viewed", "$pageview")
+    pageview_events: tuple[str, ...] = ("$pageview",)
+    save_events: tuple[str, ...] = ("listing_saved",)
+    lead_events: tuple[str, ...] = ("lead_submitted",)
+    purchase_events: tuple[str, ...] = ("purchase",)
+    listing_property: str = "listing_id"
+    development_property: str = "development_id"
+    seeker_property: str = "seeker_id"
+    user_type_property: str = "user_type"
+    session_property: str = "$session_id"
+    revenue_property: str = "revenue"
+
+    @classmethod
+    def from_json(cls, text: str | Mapping[str, Any] | None) -> EventMapping:
+        if not text:
+            return cls()
+        data = json.loads(text) if isinstance(text, str) else dict(text)
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise ValueError(f"POSTHOG_EVENT_MAPPING has unknown keys: {sorted(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if name.endswith("_events"):
+                if isinstance(value, str):
+                    value = [value]
+                kwargs[name] = tuple(str(v) for v in value)
+            else:
+                kwargs[name] = str(value)
+        return replace(cls(), **kwargs)
+
+
+def _event_lists(text: str | Mapping[str, Any] | None, default: dict) -> dict[str, tuple]:
+    if text in (None, ""):
+        return dict(default)
+    data = json.loads(text) if isinstance(text, str) else dict(text)
+    if not isinstance(data, dict) or not all(isinstance(v, list | tuple) for v in data.values()):
+        raise ValueError("expected a JSON object {event: [property, ...]}")
+    return {str(k): tuple(str(p) for p in v) for k, v in data.items()}
+
+
+def parse_instant(value: Any, name: str) -> datetime:
+    """An aware UTC datetime from an ISO string (naive = UTC) or datetime."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value).strip().replace(" ", "T")
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name} must be an ISO timestamp, got {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    settle: timedelta = timedelta(minutes=15)
+    page_size: int = 10_000
+    min_page_size: int = 500
+    lookback: timedelta = timedelta(days=7)
+    lookahead: timedelta = timedelta(days=1)
+    request_timeout: float = 60.0
+    max_attempts: int = 8
+    backoff_base: float = 1.0
+    backoff_cap: float = 120.0
+    prefetch: bool = True
+    ingest_start: datetime | None = None
+    required: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED))
+    numeric: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_NUMERIC))
+    mapping: EventMapping = field(default_factory=EventMapping)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page size must be 1..{MAX_PAGE_SIZE}, got {self.page_size}")
+        if not 1 <= self.min_page_size <= self.page_size:
+            smallest = min(max(1, self.min_page_size), self.page_size)
+            object.__setattr__(self, "min_page_size", smallest)
+        if self.settle < timedelta(0):
+            raise ValueError("settle delay must not be negative")
+        if self.max_attempts < 1:
+            raise ValueError("max attempts must be >= 1")
+
+    def with_page_size(self, page_size: int | None) -> IngestConfig:
+        return self if not page_size else replace(self, page_size=int(page_size))
+
+    @classmethod
+    def from_settings(cls) -> IngestConfig:
+        """Read every setting (call inside a task or CLI, never at DAG parse time)."""
+        from include.analytics_ops.config import setting
+
+        start = setting("POSTHOG_INGEST_START", "", str)
+        return cls(
+            settle=timedelta(minutes=setting("POSTHOG_SETTLE_MINUTES", 15.0, float)),
+            page_size=setting("POSTHOG_PAGE_SIZE", 10_000, int),
+            min_page_size=setting("POSTHOG_MIN_PAGE_SIZE", 500, int),
+            lookback=timedelta(days=setting("POSTHOG_EVENT_LOOKBACK_DAYS", 7.0, float)),
+            lookahead=timedelta(days=setting("POSTHOG_EVENT_LOOKAHEAD_DAYS", 1.0, float)),
+            request_timeout=setting("POSTHOG_REQUEST_TIMEOUT_SECONDS", 60.0, float),
+            max_attempts=setting("POSTHOG_MAX_ATTEMPTS", 8, int),
+            backoff_base=setting("POSTHOG_BACKOFF_BASE_SECONDS", 1.0, float),
+            backoff_cap=setting("POSTHOG_BACKOFF_CAP_SECONDS", 120.0, float),
+            prefetch=setting("POSTHOG_PREFETCH", True, bool),
+            ingest_start=parse_instant(start, "POSTHOG_INGEST_START") if start else None,
+            required=_event_lists(
+                setting("POSTHOG_REQUIRED_PROPERTIES", "", str), DEFAULT_REQUIRED
+            ),
+            numeric=_event_lists(setting("POSTHOG_NUMERIC_PROPERTIES", "", str), DEFAULT_NUMERIC),
+            mapping=EventMapping.from_json(setting("POSTHOG_EVENT_MAPPING", "", str)),
+        )

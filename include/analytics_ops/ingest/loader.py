@@ -1,0 +1,728 @@
+"""Load one arrival-time window of PostHog events exactly once.
+
+The window is ``[start, end)`` on ``created_at`` (when PostHog processed the event), with event time
+bounded as PostHog's batch exports do: ``timestamp`` in ``[start − 7 d, end + 1 d)``. Pages come
+from the Query API with a keyset on the total order ``(toUnixTimestamp64Milli(created_at), uuid)``
+— never OFFSET, never a timestamp-only cursor, so rows sharing an instant are neither skipped nor
+repeated at page boundaries.
+
+Each page, in ONE PostgreSQL transaction: validate → binary ``COPY`` of the good rows into a temp
+staging table → ``INSERT … SELECT … ON CONFLICT (uuid) DO NOTHING`` into
+``analytics.posthog_events`` → bad rows into ``ops.dead_letters`` with their reason → the checkpoint
+(cursor + counters) of ``(stream, window)``. A crash at any point loses at most the uncommitted
+page; the retry resumes from the checkpoint's cursor. Because ``uuid`` is the primary key and the
+merge ignores conflicts, re-reading any page (rerun, overlap, backfill) cannot duplicate a row.
+While page k is being loaded, page k+1 is already being fetched in a thread (one request in flight
+per task, within the ``posthog_api`` pool); at most two pages are in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from include.analytics_ops import store
+from include.analytics_ops.ingest import STREAM
+from include.analytics_ops.ingest.config import IngestConfig
+from include.analytics_ops.ingest.posthog import (
+    BudgetExhausted,
+    PostHogClient,
+    QueryTooExpensive,
+)
+from include.analytics_ops.ingest.validation import (
+    COLUMNS,
+    Rules,
+    jsonb_text,
+    split_rows,
+    uuid_text,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_QUERY = """
+SELECT uuid, event, distinct_id, timestamp, created_at, properties,
+       toUnixTimestamp64Milli(created_at) AS created_ms
+FROM events
+WHERE created_at >= toDateTime64({w_start}, 6, 'UTC')
+  AND created_at < toDateTime64({w_end}, 6, 'UTC')
+  AND timestamp >= toDateTime64({t_start}, 6, 'UTC')
+  AND timestamp < toDateTime64({t_end}, 6, 'UTC')%(keyset)s
+ORDER BY toUnixTimestamp64Milli(created_at), uuid
+LIMIT %(limit)d
+"""
+KEYSET = "\n  AND (toUnixTimestamp64Milli(created_at), uuid) > ({c_ms}, {c_uuid})"
+
+STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS posthog_stage (
+    uuid uuid, event text, distinct_id text, ts timestamptz, created_at timestamptz,
+    properties jsonb
+) ON COMMIT DELETE ROWS
+"""
+# Binary COPY: ``uuid`` and ``properties`` go out as pre-encoded wire bytes (see validation).
+COPY_TYPES = ["bytea", "text", "text", "timestamptz", "timestamptz", "bytea"]
+COPY_STAGE = "COPY posthog_stage FROM STDIN (FORMAT BINARY)"
+COPY_DIRECT = (
+    "COPY analytics.posthog_events (uuid, event, distinct_id, timestamp, created_at, properties)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+MERGE_SQL = """
+INSERT INTO analytics.posthog_events (uuid, event, distinct_id, "timestamp", created_at, properties)
+SELECT uuid, event, distinct_id, ts, created_at, properties FROM posthog_stage
+ON CONFLICT (uuid) DO NOTHING
+"""
+INSERT_ONE_SQL = """
+INSERT INTO analytics.posthog_events (uuid, event, distinct_id, "timestamp", created_at, properties)
+VALUES (%s, %s, %s, %s, %s, %s::jsonb)
+ON CONFLICT (uuid) DO NOTHING
+"""
+
+
+def insert_one_params(row: tuple) -> tuple:
+    return (uuid_text(row[0]), *row[1:5], jsonb_text(row[5]))
+
+
+class WindowError(ValueError):
+    """A window that cannot be ingested (bad bounds): not retryable."""
+
+
+class WindowNotSettled(RuntimeError):
+    """The window ends too recently: PostHog may still be receiving its events."""
+
+    def __init__(self, window: Window, ready_at: datetime) -> None:
+        super().__init__(
+            f"window {window.label} is not settled yet: it can be read from "
+            f"{ready_at.isoformat()} (window end + settle delay)"
+        )
+        self.ready_at = ready_at
+
+
+class ConcurrentIngest(RuntimeError):
+    """Another attempt moved this window's checkpoint: retry later."""
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value.tzinfo is None:
+                raise WindowError(f"window {name} must be timezone-aware, got {value!r}")
+            # A plain stdlib datetime: pendulum's (Airflow context) loses tz on + timedelta.
+            u = value.astimezone(UTC)
+            plain = datetime(
+                u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond, tzinfo=UTC
+            )
+            object.__setattr__(self, name, plain)
+        if self.end <= self.start:
+            raise WindowError(f"window end {self.end} must be after its start {self.start}")
+        if self.end - self.start > timedelta(days=1):
+            raise WindowError("a window spans at most one day (split longer ranges)")
+        if self.start.microsecond % 1000 or self.end.microsecond % 1000:
+            raise WindowError("window bounds must be whole milliseconds")
+
+    @property
+    def label(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+    @property
+    def start_ms(self) -> int:
+        return _ms(self.start)
+
+    @property
+    def end_ms(self) -> int:
+        return _ms(self.end)
+
+
+def _ms(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _ch(moment: datetime) -> str:
+    """A ClickHouse DateTime64(6) literal in UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def ready_at(window: Window, cfg: IngestConfig) -> datetime:
+    return window.end + cfg.settle
+
+
+def ensure_settled(window: Window, cfg: IngestConfig, now: datetime | None = None) -> None:
+    now = now or datetime.now(UTC)
+    when = ready_at(window, cfg)
+    if now < when:
+        raise WindowNotSettled(window, when)
+
+
+# ----------------------------------------------------------------------------- fetching
+@dataclass
+class Page:
+    """One fetched and validated page. Trailing rows without a usable key are left out (they
+    come again at the head of the next page); the raw rows are dropped after validation."""
+
+    number: int
+    size: int  # rows of this page that were validated (= fetched)
+    good: list[tuple]  # load tuples
+    bad: list[tuple[dict, str, str | None]]  # dead letters
+    cursor: dict[str, Any] | None  # keyset after this page; None when the window is exhausted
+    limit: int
+
+
+class PageFetcher:
+    """Builds and runs page queries; shrinks the page on 504/512."""
+
+    def __init__(
+        self,
+        client: PostHogClient,
+        window: Window,
+        cfg: IngestConfig,
+        deadline: float | None,
+    ) -> None:
+        self.client = client
+        self.window = window
+        self.cfg = cfg
+        self.deadline = deadline
+        self.limit = cfg.page_size
+        self.rules = Rules(cfg.required, cfg.numeric, window.start_ms, window.end_ms)
+        self.values = {
+            "w_start": _ch(window.start),
+            "w_end": _ch(window.end),
+            "t_start": _ch(window.start - cfg.lookback),
+            "t_end": _ch(window.end + cfg.lookahead),
+        }
+
+    def fetch(self, number: int, cursor: dict[str, Any] | None) -> Page:
+        shrink_failures = 0
+        while True:
+            limit = self.limit
+            values = dict(self.values)
+            if cursor:
+                values["c_ms"] = int(cursor["created_ms"])
+                values["c_uuid"] = str(cursor["uuid"])
+            query = PAGE_QUERY % {"keyset": KEYSET if cursor else "", "limit": limit}
+            try:
+                body = self.client.query(
+                    query,
+                    values,
+                    name=f"analytics_hourly {self.window.start:%Y-%m-%dT%H:%M} p{number}",
+                    deadline=self.deadline,
+                )
+            except QueryTooExpensive:
+                self.client.stats.page_shrinks += 1
+                if limit > self.cfg.min_page_size:
+                    self.limit = max(self.cfg.min_page_size, limit // 2)
+                    log.warning("PostHog 504/512: page size %d -> %d", limit, self.limit)
+                    continue
+                shrink_failures += 1
+                if shrink_failures >= self.cfg.max_attempts:
+                    raise
+                wait = min(self.cfg.backoff_cap, self.cfg.backoff_base * 2**shrink_failures)
+                if self.deadline is not None and time.monotonic() + wait > self.deadline:
+                    raise BudgetExhausted(
+                        "PostHog keeps timing out at the minimum page size and the time budget "
+                        "is spent; Airflow will retry from the checkpoint",
+                        504,
+                    ) from None
+                time.sleep(wait)
+                continue
+            return self._page(number, body, limit)
+
+    def _page(self, number: int, body: dict[str, Any], limit: int) -> Page:
+        """Cut at the last keyed row and validate — here, in the prefetch thread, so the
+        Python work of page k+1 overlaps the PostgreSQL work of page k."""
+        columns = list(body.get("columns") or COLUMNS)
+        rows, cursor = self._cut(number, columns, body.pop("results"), limit)
+        good, bad = split_rows(rows, columns, self.rules)
+        return Page(number, len(rows), good, bad, cursor, limit)
+
+    def _cut(
+        self, number: int, columns: list[str], rows: list, limit: int
+    ) -> tuple[list, dict[str, Any] | None]:
+        if len(rows) < limit:  # a short page: the window is exhausted
+            return rows, None
+        try:
+            i_ms, i_uuid = columns.index("created_ms"), columns.index("uuid")
+        except ValueError:
+            raise RuntimeError("the Query API response lacks created_ms/uuid columns") from None
+        # The next page starts after the last row with a usable key. Rows after it (no/invalid
+        # uuid: they can only be dead letters) are served again at the head of the next page.
+        for k in range(len(rows) - 1, -1, -1):
+            key = _key_of(rows[k], i_ms, i_uuid)
+            if key is not None:
+                if k < len(rows) - 1:
+                    del rows[k + 1 :]
+                return rows, {"created_ms": key[0], "uuid": key[1]}
+        raise RuntimeError(
+            f"page {number} of {self.window.label}: no row has a usable (created_ms, uuid) key, "
+            "so keyset paging cannot continue"
+        )
+
+
+def _key_of(row: list, i_ms: int, i_uuid: int) -> tuple[int, str] | None:
+    try:
+        ms, raw = row[i_ms], row[i_uuid]
+    except IndexError:
+        return None
+    if not isinstance(ms, int) or isinstance(ms, bool) or not isinstance(raw, str):
+        return None
+    try:
+        return ms, str(uuidlib.UUID(raw))
+    except ValueError:
+        return None
+
+
+def iter_pages(
+    fetcher: PageFetcher, cursor: dict[str, Any] | None, first_number: int, prefetch: bool
+) -> Iterable[Page]:
+    """Pages from ``cursor`` on; with ``prefetch`` the next page is requested as soon as the
+    current page's cursor is known, while the caller loads the current page."""
+    if not prefetch:
+        number = first_number
+        while True:
+            page = fetcher.fetch(number, cursor)
+            yield page
+            if page.cursor is None:
+                return
+            cursor, number = page.cursor, number + 1
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="posthog-prefetch")
+    try:
+        future: Future[Page] = pool.submit(fetcher.fetch, first_number, cursor)
+        while True:
+            page = future.result()
+            if page.cursor is not None:
+                future = pool.submit(fetcher.fetch, page.number + 1, page.cursor)
+            yield page
+            if page.cursor is None:
+                return
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------- loading
+@dataclass
+class Progress:
+    """The window's running totals; persisted in the checkpoint's cursor JSON."""
+
+    pages: int = 0
+    fetched: int = 0
+    loaded: int = 0
+    inserted: int = 0
+    dead_lettered: int = 0
+    created_ms: int | None = None
+    uuid: str | None = None
+
+    def cursor(self) -> dict[str, Any] | None:
+        if self.created_ms is None:
+            return None
+        return {"created_ms": self.created_ms, "uuid": self.uuid}
+
+    def as_json(self, done: bool) -> dict[str, Any]:
+        return {**asdict(self), "done": done}
+
+    @classmethod
+    def from_checkpoint(cls, cursor: Any) -> Progress:
+        data = cursor if isinstance(cursor, dict) else {}
+        return cls(
+            pages=int(data.get("pages") or 0),
+            fetched=int(data.get("fetched") or 0),
+            loaded=int(data.get("loaded") or 0),
+            inserted=int(data.get("inserted") or 0),
+            dead_lettered=int(data.get("dead_lettered") or 0),
+            created_ms=data.get("created_ms"),
+            uuid=data.get("uuid"),
+        )
+
+
+@dataclass
+class IngestResult:
+    window: Window
+    status: str  # completed | partial (done with dead letters)
+    fetched: int
+    loaded: int
+    inserted: int
+    dead_lettered: int
+    pages: int
+    resumed_from_page: int
+    skipped: bool
+    seconds: float
+    api: dict[str, Any] = field(default_factory=dict)
+    job_run_id: int | None = None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "window_start": self.window.start.isoformat(),
+            "window_end": self.window.end.isoformat(),
+            "events_fetched": self.fetched,
+            "events_processed": self.loaded,
+            "events_inserted": self.inserted,
+            "events_dead_lettered": self.dead_lettered,
+            "pages": self.pages,
+            "resumed_from_page": self.resumed_from_page,
+            "already_complete": self.skipped,
+            "seconds": round(self.seconds, 3),
+            **{f"posthog_{k}": v for k, v in self.api.items()},
+        }
+
+
+def _prepare(conn: psycopg.Connection) -> None:
+    conn.execute(STAGE_DDL)
+
+
+def _copy(conn: psycopg.Connection, statement: str, good: list[tuple]) -> None:
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.set_types(COPY_TYPES)
+        write = copy.write_row
+        for row in good:
+            write(row)
+
+
+def _copy_and_merge(conn: psycopg.Connection, good: list[tuple], state: dict[str, bool]) -> int:
+    """Load ``good`` rows exactly once; returns how many were new.
+
+    First load of a window (the common case): an optimistic binary COPY straight into
+    ``posthog_events`` inside a savepoint — as fast as a raw COPY. If any uuid already exists
+    (rerun, overlap, duplicate in the page) the unique index aborts it, the savepoint rolls it
+    back, and this and later pages take the staging path: COPY into the temp table, then
+    ``INSERT … SELECT … ON CONFLICT (uuid) DO NOTHING``."""
+    if state.get("direct", True):
+        try:
+            with conn.transaction():
+                _copy(conn, COPY_DIRECT, good)
+            return len(good)
+        except psycopg.errors.UniqueViolation:
+            state["direct"] = False
+    _copy(conn, COPY_STAGE, good)
+    cur = conn.execute(MERGE_SQL)
+    return max(cur.rowcount, 0)
+
+
+def _insert_one_by_one(
+    conn: psycopg.Connection, good: list[tuple]
+) -> tuple[int, list[tuple[dict, str, str | None]]]:
+    """Slow path after PostgreSQL refused a page: each row in its own savepoint."""
+    inserted = 0
+    refused: list[tuple[dict, str, str | None]] = []
+    for row in good:
+        try:
+            with conn.transaction():
+                cur = conn.execute(INSERT_ONE_SQL, insert_one_params(row))
+                inserted += max(cur.rowcount, 0)
+        except psycopg.DataError as exc:
+            payload = {
+                "uuid": uuid_text(row[0]),
+                "event": row[1],
+                "distinct_id": row[2],
+                "timestamp": row[3].isoformat(),
+                "created_at": row[4].isoformat(),
+                "properties": jsonb_text(row[5]),
+            }
+            reason = f"rejected by PostgreSQL: {str(exc).splitlines()[0][:200]}"
+            refused.append((payload, reason, payload["uuid"]))
+    return inserted, refused
+
+
+def _commit_page(
+    conn: psycopg.Connection,
+    window: Window,
+    page: Page,
+    good: list[tuple],
+    bad: list[tuple[dict, str, str | None]],
+    progress: Progress,
+    expected_cursor: dict[str, Any] | None,
+    *,
+    job_run_id: int | None,
+    key: store.RunKey | None,
+    api_events: list[tuple[str, str, dict]],
+    slow: bool,
+    copy_state: dict[str, bool],
+) -> Progress:
+    """One transaction: stage + merge + dead letters + checkpoint (+ run progress)."""
+    with conn.transaction():
+        cp = store.read_checkpoint(conn, STREAM, window.start, window.end, for_update=True)
+        current = Progress.from_checkpoint(cp.cursor).cursor() if cp else None
+        if cp is not None and (current != expected_cursor or cp.status == "complete"):
+            raise ConcurrentIngest(
+                f"checkpoint of {window.label} moved under this attempt (now {current}, "
+                f"expected {expected_cursor}): another run is ingesting the same window"
+            )
+        if slow:
+            inserted, refused = _insert_one_by_one(conn, good)
+            bad = [*bad, *refused]
+        else:
+            inserted = _copy_and_merge(conn, good, copy_state) if good else 0
+            refused = []
+        if bad:
+            store.add_dead_letters(
+                conn,
+                STREAM,
+                bad,
+                job_run_id=job_run_id,
+                window_start=window.start,
+                window_end=window.end,
+            )
+        new = Progress(
+            pages=progress.pages + 1,
+            fetched=progress.fetched + page.size,
+            loaded=progress.loaded + len(good) - len(refused),
+            inserted=progress.inserted + inserted,
+            dead_lettered=progress.dead_lettered + len(bad),
+            created_ms=(page.cursor or {}).get("created_ms", progress.created_ms),
+            uuid=(page.cursor or {}).get("uuid", progress.uuid),
+        )
+        done = page.cursor is None
+        store.write_checkpoint(
+            conn,
+            STREAM,
+            window.start,
+            window.end,
+            new.as_json(done),
+            new.loaded,
+            complete=done,
+        )
+        if inserted or cp is None:
+            conn.execute(
+                "UPDATE ops.checkpoints SET rolled_up_at = NULL"
+                " WHERE stream = %s AND window_start = %s AND window_end = %s",
+                (STREAM, window.start, window.end),
+            )
+        if job_run_id is not None:
+            store.update_job_run(
+                conn,
+                job_run_id,
+                records_in=new.fetched,
+                records_out=new.inserted,
+                error_count=new.dead_lettered,
+                stats={"pages": new.pages, "events_processed": new.loaded},
+            )
+            if bad:
+                reasons: dict[str, int] = {}
+                for _, reason, _ in bad:
+                    kind = reason.split(" '")[0].split(" {")[0][:60]
+                    reasons[kind] = reasons.get(kind, 0) + 1
+                store.log_event(
+                    conn,
+                    "dead_letters",
+                    f"page {page.number}: {len(bad)} row(s) dead-lettered",
+                    level="warning",
+                    job_run_id=job_run_id,
+                    key=key,
+                    details={"reasons": reasons, "window": window.label},
+                )
+            for event_type, message, details in api_events:
+                store.log_event(
+                    conn,
+                    event_type,
+                    message,
+                    level="warning",
+                    job_run_id=job_run_id,
+                    key=key,
+                    details=details,
+                )
+    return new
+
+
+def ingest_window(
+    conn: psycopg.Connection,
+    client: PostHogClient,
+    window: Window,
+    cfg: IngestConfig,
+    *,
+    key: store.RunKey | None = None,
+    reprocess: bool = False,
+    deadline: float | None = None,
+    now: datetime | None = None,
+    check_settled: bool = True,
+    on_page: Callable[[Page, Progress], None] | None = None,
+) -> IngestResult:
+    """Ingest ``window`` (see module docstring). ``conn`` must be in autocommit mode: every page
+    is its own transaction. With ``key``, the attempt is recorded in ``ops.job_runs`` (one row per
+    attempt; status completed, partial = completed with dead letters, failed or timeout) and its
+    API errors and dead letters in ``ops.job_events``. ``reprocess`` re-reads a window whose
+    checkpoint is complete (the merge keeps it exactly-once). ``deadline`` (``time.monotonic()``
+    value) bounds every retry wait. ``on_page`` is called after each committed page."""
+    if not conn.autocommit:
+        raise ValueError("ingest_window needs an autocommit connection (one transaction a page)")
+    if check_settled:
+        ensure_settled(window, cfg, now)
+    started = time.monotonic()
+    job_run_id = None
+    if key is not None:
+        job_run_id = store.start_job_run(
+            conn,
+            key,
+            window_start=window.start,
+            window_end=window.end,
+            status_message=f"ingesting {window.label}",
+        )
+    api_before = client.stats.as_dict()
+    try:
+        result = _ingest(
+            conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started
+        )
+    except Exception as exc:
+        if job_run_id is not None:
+            _record_failure(conn, job_run_id, key, window, client, exc, started)
+        raise
+    result.job_run_id = job_run_id
+    result.api = _api_delta(api_before, client.stats.as_dict())
+    if job_run_id is not None:
+        store.finish_job_run(
+            conn,
+            job_run_id,
+            result.status,
+            records_in=result.fetched,
+            records_out=result.inserted,
+            error_count=result.dead_lettered,
+            stats=result.stats(),
+            status_message=(
+                f"{result.fetched} fetched = {result.loaded} loaded "
+                f"({result.inserted} new) + {result.dead_lettered} dead-lettered"
+                + (" (window was already complete)" if result.skipped else "")
+            ),
+        )
+    return result
+
+
+def _api_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in after.items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = round(v - before.get(k, 0), 3) if isinstance(v, float) else v - before[k]
+    out["rate_limit_hit"] = out.get("rate_limit_hits", 0) > 0
+    return out
+
+
+def _record_failure(conn, job_run_id, key, window, client, exc, started) -> None:
+    status = "timeout" if isinstance(exc, BudgetExhausted) else "failed"
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        store.log_event(
+            conn,
+            "ingest_failed",
+            f"{type(exc).__name__}: {exc}"[:2000],
+            level="error",
+            job_run_id=job_run_id,
+            key=key,
+            details={"window": window.label, **client.stats.as_dict()},
+        )
+        store.finish_job_run(
+            conn,
+            job_run_id,
+            status,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            error_details={
+                "type": type(exc).__name__,
+                "message": str(exc)[:4000],
+                "http_status": getattr(exc, "status", None),
+                "window": window.label,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+            stats={f"posthog_{k}": v for k, v in client.stats.as_dict().items()},
+        )
+    except Exception:
+        log.exception("could not record the failed attempt %s", job_run_id)
+
+
+class _ApiEventTap:
+    """Collects the client's errors (from the prefetch thread) for the next page transaction."""
+
+    def __init__(self, client: PostHogClient) -> None:
+        self.client = client
+        self.lock = threading.Lock()
+        self.seen = (0, 0)
+
+    def drain(self) -> list[tuple[str, str, dict]]:
+        with self.lock:
+            s = self.client.stats
+            errors, hits = s.api_errors, s.rate_limit_hits
+            prev_errors, prev_hits = self.seen
+            self.seen = (errors, hits)
+        out = []
+        if errors > prev_errors:
+            new_hits = hits - prev_hits
+            out.append(
+                (
+                    "rate_limited" if new_hits else "api_error",
+                    f"PostHog: {errors - prev_errors} failed call(s), {new_hits} of them "
+                    "rate-limited (429); retried",
+                    {"status_counts": dict(s.status_counts), "wait_seconds": s.wait_seconds},
+                )
+            )
+        return out
+
+
+def _ingest(
+    conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started
+) -> IngestResult:
+    _prepare(conn)
+    cp = store.read_checkpoint(conn, STREAM, window.start, window.end)
+    if cp is not None and cp.status == "complete" and not reprocess:
+        p = Progress.from_checkpoint(cp.cursor)
+        log.info("window %s already complete (%d rows): nothing to fetch", window.label, p.loaded)
+        return IngestResult(
+            window, "partial" if p.dead_lettered else "completed", p.fetched, p.loaded,
+            p.inserted, p.dead_lettered, p.pages, p.pages, True, time.monotonic() - started,
+        )  # fmt: skip
+    if cp is not None and not (reprocess and cp.status == "complete"):
+        progress = Progress.from_checkpoint(cp.cursor)
+        if progress.pages:
+            log.info(
+                "resuming %s after page %d (%d rows loaded) from cursor %s",
+                window.label, progress.pages, progress.loaded, progress.cursor(),
+            )  # fmt: skip
+    else:
+        progress = Progress()
+        if cp is not None:  # reprocess a complete window from its start
+            with conn.transaction():
+                store.write_checkpoint(
+                    conn, STREAM, window.start, window.end, progress.as_json(False), 0
+                )
+    resumed_from = progress.pages
+    fetcher = PageFetcher(client, window, cfg, deadline)
+    tap = _ApiEventTap(client)
+    copy_state: dict[str, bool] = {"direct": True}
+    for page in iter_pages(fetcher, progress.cursor(), progress.pages + 1, cfg.prefetch):
+        good, bad = page.good, page.bad
+        expected = progress.cursor()
+        try:
+            progress = _commit_page(
+                conn, window, page, good, bad, progress, expected,
+                job_run_id=job_run_id, key=key, api_events=tap.drain(), slow=False,
+                copy_state=copy_state,
+            )  # fmt: skip
+        except psycopg.DataError as exc:
+            log.warning("page %d refused as a whole (%s); loading row by row", page.number, exc)
+            progress = _commit_page(
+                conn, window, page, good, bad, progress, expected,
+                job_run_id=job_run_id, key=key, api_events=tap.drain(), slow=True,
+                copy_state=copy_state,
+            )  # fmt: skip
+        page.good, page.bad = [], []  # release this page's rows
+        del good, bad
+        if on_page is not None:
+            on_page(page, progress)
+    return IngestResult(
+        window,
+        "partial" if progress.dead_lettered else "completed",
+        progress.fetched,
+        progress.loaded,
+        progress.inserted,
+        progress.dead_lettered,
+        progress.pages,
+        resumed_from,
+        False,
+        time.monotonic() - started,
+    )

@@ -1,0 +1,1 @@
+"""Custom operators: thin execute() methods over the plain functions of the package."""

@@ -1,0 +1,225 @@
+"""Operators of ``analytics_hourly``: thin ``execute()`` over ``include.analytics_ops.ingest``.
+
+Importing this module is cheap (DAG parse time): psycopg, httpx and the ingest package load inside
+``execute()``.
+
+Window of a run: ``params.window_start``/``params.window_end`` when given (both, ISO timestamps),
+else the run's data interval (``CronDataIntervalTimetable``: scheduled, backfill and manual runs
+with a logical date all have one), else — a run without a logical date — the last whole UTC hour
+before ``dag_run.run_after``.
+
+Settle delay: a window is read only ``POSTHOG_SETTLE_MINUTES`` (15) after its end, because PostHog
+is still receiving its events (arrival lag). A scheduled run starts right at the window end, so the
+ingest task *defers* until then (``DateTimeTrigger`` in the triggerer): no worker slot and no
+``posthog_api`` pool slot are held while waiting, and the wait shows as "deferred" in the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+
+def _params(context: Mapping[str, Any]) -> Mapping[str, Any]:
+    return context.get("params") or {}
+
+
+def resolve_window(
+    params: Mapping[str, Any],
+    data_interval_start: datetime | None,
+    data_interval_end: datetime | None,
+    run_after: datetime | None,
+):
+    """The run's window (see module docstring); raises ``ValueError`` with a clear message."""
+    from include.analytics_ops.ingest.config import parse_instant
+    from include.analytics_ops.ingest.loader import Window
+
+    ws, we = params.get("window_start"), params.get("window_end")
+    if ws or we:
+        if not (ws and we):
+            raise ValueError("params window_start and window_end must be given together")
+        window = Window(parse_instant(ws, "window_start"), parse_instant(we, "window_end"))
+        if window.end - window.start > timedelta(hours=24):
+            raise ValueError("a manual window spans at most 24 hours")
+        return window
+    if (
+        data_interval_start is not None
+        and data_interval_end is not None
+        and data_interval_end > data_interval_start
+    ):
+        return Window(data_interval_start, data_interval_end)
+    if run_after is None:
+        raise ValueError("the run has no data interval, no run_after and no window params")
+    end = run_after.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return Window(end - timedelta(hours=1), end)
+
+
+def _window_from_context(context: Mapping[str, Any]):
+    dag_run = context.get("dag_run")
+    try:
+        return resolve_window(
+            _params(context),
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+            getattr(dag_run, "run_after", None),
+        )
+    except ValueError as exc:
+        raise AirflowFailException(f"bad window: {exc}") from exc
+
+
+def _config(context: Mapping[str, Any]):
+    from include.analytics_ops.ingest.config import IngestConfig
+
+    try:
+        cfg = IngestConfig.from_settings()
+        page_size = _params(context).get("page_size")
+        return cfg.with_page_size(int(page_size)) if page_size else cfg
+    except (ValueError, TypeError) as exc:
+        raise AirflowFailException(f"bad PostHog ingest setting: {exc}") from exc
+
+
+class ValidateIngestParamsOperator(BaseOperator):
+    """Refuse bad ``params`` / settings before any branch of the run starts work.
+
+    Resolves the run's window and the ingest settings exactly as ``ingest_events`` will (no
+    database, no network) and fails with ``AirflowFailException`` — no retries — on a bad value.
+    """
+
+    ui_color = "#eeeeee"
+
+    def execute(self, context: Any) -> str:
+        window = _window_from_context(context)
+        _config(context)
+        self.log.info("params ok: window [%s, %s)", window.start, window.end)
+        return f"{window.start.isoformat()}/{window.end.isoformat()}"
+
+
+class IngestEventsOperator(BaseOperator):
+    """Ingest the run's window of PostHog events exactly once (``ingest.loader.ingest_window``).
+
+    :param conn_id: Airflow connection of the PostHog API (templated; default ``posthog_api``).
+    :param reprocess: re-read a window whose checkpoint is already complete (templated; the
+        merge keeps it exactly-once). ``params.reprocess`` also turns it on.
+
+    ``template_fields``: ``conn_id``, ``reprocess``.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "reprocess")
+    ui_color = "#fbe6c2"
+
+    def __init__(
+        self, *, conn_id: str = "posthog_api", reprocess: bool | str = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.reprocess = reprocess
+
+    def execute(self, context: Any) -> None:
+        from include.analytics_ops.ingest.loader import ready_at
+
+        window = _window_from_context(context)
+        cfg = _config(context)
+        when = ready_at(window, cfg)
+        if datetime.now(UTC) < when:
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+            self.log.info(
+                "window %s settles at %s (end + %s): deferring until then",
+                window.label,
+                when.isoformat(),
+                cfg.settle,
+            )
+            self.defer(
+                trigger=DateTimeTrigger(moment=when),
+                method_name="execute_settled",
+                timeout=(when - datetime.now(UTC)) + timedelta(hours=1),
+            )
+        self._ingest(context, window, cfg)
+
+    def execute_settled(self, context: Any, event: Any = None) -> None:
+        self._ingest(context, _window_from_context(context), _config(context))
+
+    def _ingest(self, context: Any, window: Any, cfg: Any) -> None:
+        import time
+
+        from include.analytics_ops import db, store
+        from include.analytics_ops.ingest.loader import WindowError, WindowNotSettled, ingest_window
+        from include.analytics_ops.ingest.posthog import PostHogClient, PostHogFatalError
+
+        reprocess = str(self.reprocess).lower() in ("1", "true", "yes") or bool(
+            _params(context).get("reprocess")
+        )
+        budget = self.execution_timeout.total_seconds() - 30 if self.execution_timeout else None
+        deadline = time.monotonic() + budget if budget and budget > 0 else None
+        key = store.RunKey.from_context(context)
+        try:
+            client = PostHogClient.from_airflow(
+                self.conn_id,
+                timeout=cfg.request_timeout,
+                max_attempts=cfg.max_attempts,
+                backoff_base=cfg.backoff_base,
+                backoff_cap=cfg.backoff_cap,
+            )
+        except db.ConfigError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        try:
+            with db.connect(autocommit=True) as conn, client:
+                result = ingest_window(
+                    conn, client, window, cfg, key=key, reprocess=reprocess, deadline=deadline
+                )
+        except (PostHogFatalError, WindowError, db.ConfigError) as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except WindowNotSettled as exc:  # a manual window too close to now: retry later
+            raise RuntimeError(str(exc)) from exc
+        self.log.info(
+            "%s: %d fetched = %d loaded (%d new) + %d dead-lettered in %d page(s), %.1fs; "
+            "PostHog calls %s, errors %s, rate-limit hits %s",
+            window.label,
+            result.fetched,
+            result.loaded,
+            result.inserted,
+            result.dead_lettered,
+            result.pages,
+            result.seconds,
+            result.api.get("api_calls"),
+            result.api.get("api_errors"),
+            result.api.get("rate_limit_hits"),
+        )
+        if result.dead_lettered:
+            self.log.warning(
+                "%d row(s) went to ops.dead_letters; list them with "
+                "`python -m include.analytics_ops.dead_letters list`",
+                result.dead_lettered,
+            )
+
+
+class UpdateRollupsOperator(BaseOperator):
+    """Recompute the rollups of every PT date the run's window touched, mark the window rolled
+    up and advance the ``posthog`` watermark (``ingest.rollups.rollup_window``). No templated
+    fields."""
+
+    template_fields: Sequence[str] = ()
+    ui_color = "#d7ecd9"
+
+    def execute(self, context: Any) -> None:
+        from include.analytics_ops import db, store
+        from include.analytics_ops.ingest.rollups import rollup_window
+
+        window = _window_from_context(context)
+        cfg = _config(context)
+        with db.connect(autocommit=True) as conn:
+            result = rollup_window(
+                conn, window.start, window.end, cfg, key=store.RunKey.from_context(context)
+            )
+        self.log.info(
+            "%s: recomputed PT dates %s (daily_metrics for %s); watermark now %s; %s",
+            window.label,
+            [d.isoformat() for d in result.dates],
+            [d.isoformat() for d in result.era_dates],
+            result.watermark.isoformat() if result.watermark else None,
+            {k: v for k, v in result.stats().items() if k.endswith(("_processed", "_inserted"))},
+        )

@@ -1,0 +1,157 @@
+"""Operators of the ``cron_ledger`` DAG: collect the legacy cron ledger, evaluate job health.
+
+Thin wrappers over :mod:`include.analytics_ops.ledger` and
+:mod:`include.analytics_ops.monitoring`; heavy imports (psycopg, httpx) happen inside
+``execute()``, so the DAG file imports this module at parse time cheaply. Each operator records
+its attempt in ``ops.job_runs``.
+
+Errors: bad params/config raise ``AirflowFailException`` (no retry); database trouble raises
+normally so Airflow retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+log = logging.getLogger(__name__)
+
+
+def _fail(message: str):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+def _paths_param(context: Mapping[str, Any], configured: str | None) -> str:
+    """The run's ``ledger_paths`` param, else the operator's ``paths``, else ``LEDGER_PATHS``."""
+    from include.analytics_ops.config import setting
+
+    params = context.get("params") or {}
+    value = params.get("ledger_paths")
+    if value not in (None, ""):
+        if not isinstance(value, str) or "\x00" in value:
+            raise _fail(f"params.ledger_paths must be a comma-separated string, got {value!r}")
+        return value
+    return configured or setting("LEDGER_PATHS", "")
+
+
+class CollectLedgerOperator(BaseOperator):
+    """Collect new result lines from the legacy cron JSONL files into ``ops.ledger_entries``
+    (incremental by byte offset, rotation-safe, duplicates dropped, bad lines dead-lettered) and
+    alert on non-zero exits.
+
+    :param paths: comma-separated files or globs (templated). Default: the ``LEDGER_PATHS``
+        setting (Variable > env), overridden per run by the ``ledger_paths`` param.
+    """
+
+    template_fields = ("paths",)
+    ui_color = "#fdf1e8"
+
+    def __init__(self, *, paths: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.paths = paths
+
+    def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        from include.analytics_ops import db, store
+        from include.analytics_ops.ledger import collect
+
+        key = store.RunKey.from_context(context)
+        paths = _paths_param(context, self.paths)
+        with db.connect(autocommit=True) as conn:
+            job_run_id = store.start_job_run(conn, key)
+            if not paths.strip():
+                log.warning("LEDGER_PATHS is empty: nothing to collect")
+                store.finish_job_run(
+                    conn, job_run_id, "completed", status_message="no LEDGER_PATHS configured"
+                )
+                return {"files": 0}
+            try:
+                result = collect(conn, paths)
+            except Exception as exc:
+                store.finish_job_run(
+                    conn, job_run_id, "failed", last_error=f"{type(exc).__name__}: {exc}"[:2000]
+                )
+                raise
+            summary = result.summary()
+            for f in result.files:
+                log.info(
+                    "%s: %d lines, %d new, %d duplicates, %d malformed%s%s%s",
+                    f.path, f.lines, f.inserted, f.duplicates, f.malformed,
+                    " (rotated)" if f.rotated else "", " (truncated)" if f.truncated else "",
+                    " (missing)" if f.missing else "",
+                )  # fmt: skip
+            status = "partial" if result.malformed else "completed"
+            message = f"{result.inserted} new entries from {len(result.files)} files"
+            if result.malformed:
+                message += f", {result.malformed} malformed lines dead-lettered"
+            store.finish_job_run(
+                conn,
+                job_run_id,
+                status,
+                records_in=result.lines,
+                records_out=result.inserted,
+                error_count=result.malformed,
+                stats=summary,
+                status_message=f"{result.inserted} new entries from {len(result.files)} files"
+                + (
+                    f", {result.malformed} malformed lines dead-lettered"
+                    if result.malformed
+                    else ""
+                ),
+            )
+        return {k: summary[k] for k in ("files", "lines", "inserted", "malformed")}
+
+
+class EvaluateJobHealthOperator(BaseOperator):
+    """Evaluate every monitored job (DAGs, ledger jobs, nightly artifacts), store the states in
+    ``ops.job_health`` (+ history), alert on flips, resolve recovered failures/deadlines, and
+    send due reminders.
+
+    :param run_source: ``api`` | ``cli`` | ``job_runs`` (templated); default: the
+        ``HEALTH_RUN_SOURCE`` setting (``api``).
+    """
+
+    template_fields = ("run_source",)
+    ui_color = "#e8fdf1"
+
+    def __init__(self, *, run_source: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_source = run_source
+
+    def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        from include.analytics_ops import db, store
+        from include.analytics_ops.monitoring.evaluate import evaluate_all
+        from include.analytics_ops.monitoring.sources import primary_source
+
+        key = store.RunKey.from_context(context)
+        try:
+            source = primary_source(self.run_source) if self.run_source else primary_source()
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        with db.connect(autocommit=True) as conn:
+            job_run_id = store.start_job_run(conn, key)
+            try:
+                result = evaluate_all(conn, source=source)
+            except Exception as exc:
+                store.finish_job_run(
+                    conn, job_run_id, "failed", last_error=f"{type(exc).__name__}: {exc}"[:2000]
+                )
+                raise
+            summary = result.summary()
+            for st in result.states:
+                log.info("%-34s %-8s %s", st.job_key, st.state, st.reason)
+            store.finish_job_run(
+                conn,
+                job_run_id,
+                "completed",
+                records_in=len(result.states),
+                records_out=len(result.flips),
+                stats=summary,
+                status_message=f"{len(result.states)} jobs, {len(summary['problems'])} problems,"
+                f" {len(result.flips)} flips, source {result.source}",
+            )
+        return {"problems": summary["problems"], "flips": summary["flips"]}

@@ -1,0 +1,8 @@
+"""The weekly jobs (``analytics_weekly``): metrics CSV export, the CTO report (HTML + charts,
+emailed), retention/archiving and the all-project health check.
+
+Modules: ``window`` (the reporting week), ``export`` (CSV), ``report`` (data + Jinja rendering),
+``charts`` (matplotlib PNGs), ``email`` (MIME + SMTP), ``retention`` (archive then delete),
+``health`` (project statuses + alerts), ``screenshot`` (headless Chromium), ``sample`` (sample rows
+for tests and the demo). Heavy libraries (pandas, matplotlib) are imported inside functions.
+"""

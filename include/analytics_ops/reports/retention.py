@@ -1,0 +1,319 @@
+"""``archive_old_records``: trim the ops tables and old artifacts, archiving everything removed.
+
+Rules (cut-offs come from the run's report date, never the wall clock, so a rerun of the same
+week decides the same way):
+
+- ``ops.job_events``: keep the newest ``keep_job_events`` (10,000) rows;
+- ``ops.job_runs``: keep the newest ``keep_job_runs`` (1,000) rows (rows still ``running`` are
+  never removed);
+- ``ops.ledger_entries`` with ``ts`` and ``ops.dead_letters`` *resolved* before the cut-off
+  (report date − ``max_age_days``, 90);
+- files under ``ARTIFACTS_DIR`` whose **file name** carries a date (``YYYYMMDD`` or
+  ``YYYY-MM-DD``) before the cut-off; ``archive/`` itself is never touched.
+
+Nothing disappears without trace: rows are removed with ``DELETE … RETURNING`` in chunks, each
+chunk is appended to ``archive/archive-YYYYMMDD.jsonl.gz`` (one gzip member per chunk; readers see
+one JSONL stream of ``{"source", "report_date", "row"}``) and fsync'ed before the transaction
+commits, together with a row in ``ops.archive_batches``. Removed files go into
+``archive/artifacts-YYYYMMDD[-N].tar.gz`` (and are listed in the JSONL with size and sha256)
+before they are unlinked. If a commit fails after the write, the rows stay in the table and are
+archived again next time (a duplicate in the archive, never a loss). A rerun that finds nothing
+beyond the limits removes nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from include.analytics_ops.dates import pt_day_bounds
+
+CHUNK = 5000
+ARCHIVE_DIR = "archive"
+_FILE_DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    keep_job_events: int = 10_000
+    keep_job_runs: int = 1_000
+    max_age_days: int = 90
+
+    def __post_init__(self) -> None:
+        for name in ("keep_job_events", "keep_job_runs", "max_age_days"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"retention {name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class RetentionResult:
+    cutoff: date
+    removed: dict[str, int] = field(default_factory=dict)
+    archive_file: Path | None = None
+    artifact_archives: list[Path] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.removed.values())
+
+
+def _json_default(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def archive_path(artifacts: str | os.PathLike[str], report_date: date) -> Path:
+    return Path(artifacts) / ARCHIVE_DIR / f"archive-{report_date:%Y%m%d}.jsonl.gz"
+
+
+def read_archive(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record of an archive file (all its gzip members)."""
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _append_records(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(
+        json.dumps(r, default=_json_default, sort_keys=True) + "\n" for r in records
+    ).encode("utf-8")
+    with open(path, "ab") as raw:
+        raw.write(gzip.compress(payload))
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def _newest_kept_boundary(conn: psycopg.Connection, table: str, keep: int) -> int | None:
+    """Largest id to remove so that the newest ``keep`` rows stay (None: nothing to remove)."""
+    row = conn.execute(
+        f"SELECT id FROM {table} ORDER BY id DESC OFFSET %s LIMIT 1", (keep,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _drain(
+    conn: psycopg.Connection,
+    table: str,
+    where: str,
+    params: tuple[Any, ...],
+    *,
+    rule: str,
+    archive: Path,
+    artifacts: Path,
+    report_date: date,
+    run_id: str,
+) -> int:
+    """Delete matching rows chunk by chunk, archiving each chunk before its commit."""
+    removed = 0
+    while True:
+        with conn.transaction():
+            rows = conn.execute(
+                f"""
+                DELETE FROM {table} t WHERE t.id IN (
+                    SELECT id FROM {table} WHERE {where} ORDER BY id LIMIT {CHUNK})
+                RETURNING t.id, to_jsonb(t)
+                """,
+                params,
+            ).fetchall()
+            if not rows:
+                return removed
+            rows.sort(key=lambda r: r[0])
+            _append_records(
+                archive,
+                [
+                    {"source": table, "report_date": report_date, "rule": rule, "row": r[1]}
+                    for r in rows
+                ],
+            )
+            conn.execute(
+                """
+                INSERT INTO ops.archive_batches (run_id, report_date, source, rule, row_count,
+                                                 min_key, max_key, archive_file)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                """,
+                (
+                    run_id,
+                    report_date,
+                    table,
+                    rule,
+                    len(rows),
+                    str(rows[0][0]),
+                    str(rows[-1][0]),
+                    str(archive.relative_to(artifacts)),
+                ),
+            )
+            removed += len(rows)
+
+
+def file_date(name: str) -> date | None:
+    """The date a file name carries (``...-20261123.csv``, ``2026-11-20.json``), if any."""
+    for m in _FILE_DATE.finditer(name):
+        try:
+            return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            continue
+    return None
+
+
+def old_artifacts(artifacts: Path, cutoff: date) -> list[Path]:
+    """Files under ``artifacts`` (outside archive/) whose name dates them before ``cutoff``."""
+    found = []
+    if not artifacts.is_dir():
+        return found
+    for root, dirs, files in os.walk(artifacts):
+        here = Path(root)
+        if here == artifacts:
+            dirs[:] = [d for d in dirs if d != ARCHIVE_DIR]
+        dirs.sort()
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            day = file_date(name)
+            if day is not None and day < cutoff:
+                found.append(here / name)
+    return found
+
+
+def _archive_artifacts(
+    conn: psycopg.Connection,
+    files: list[Path],
+    artifacts: Path,
+    archive: Path,
+    report_date: date,
+    run_id: str,
+    rule: str,
+) -> Path:
+    n = 1
+    while True:
+        suffix = "" if n == 1 else f"-{n}"
+        tar_path = artifacts / ARCHIVE_DIR / f"artifacts-{report_date:%Y%m%d}{suffix}.tar.gz"
+        if not tar_path.exists():
+            break
+        n += 1
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tar_path.with_name(f".{tar_path.name}.tmp")
+    records = []
+    with tarfile.open(tmp, "w:gz") as tar:
+        for path in files:
+            rel = path.relative_to(artifacts).as_posix()
+            tar.add(path, arcname=rel)
+            data = path.read_bytes()
+            records.append(
+                {
+                    "source": "artifacts",
+                    "report_date": report_date,
+                    "rule": rule,
+                    "row": {
+                        "path": rel,
+                        "bytes": len(data),
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "tar": tar_path.relative_to(artifacts).as_posix(),
+                    },
+                }
+            )
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, tar_path)
+    with conn.transaction():
+        _append_records(archive, records)
+        conn.execute(
+            """
+            INSERT INTO ops.archive_batches (run_id, report_date, source, rule, row_count,
+                                             min_key, max_key, archive_file)
+            VALUES (%s, %s, 'artifacts', %s, %s, %s, %s, %s)
+            """,
+            (
+                run_id,
+                report_date,
+                rule,
+                len(files),
+                records[0]["row"]["path"],
+                records[-1]["row"]["path"],
+                tar_path.relative_to(artifacts).as_posix(),
+            ),
+        )
+    for path in files:
+        path.unlink()
+    return tar_path
+
+
+def apply_retention(
+    conn: psycopg.Connection,
+    report_date: date,
+    artifacts: str | os.PathLike[str],
+    policy: RetentionPolicy | None = None,
+    *,
+    run_id: str = "manual",
+) -> RetentionResult:
+    """Apply the rules for the week whose report date is ``report_date``."""
+    if not conn.autocommit:
+        raise ValueError("apply_retention needs an autocommit connection (it commits per chunk)")
+    policy = policy or RetentionPolicy()
+    artifacts = Path(artifacts)
+    cutoff = report_date - timedelta(days=policy.max_age_days)
+    cutoff_ts = pt_day_bounds(cutoff)[0]
+    archive = archive_path(artifacts, report_date)
+    result = RetentionResult(cutoff)
+    common = {
+        "archive": archive,
+        "artifacts": artifacts,
+        "report_date": report_date,
+        "run_id": run_id,
+    }
+
+    boundary = _newest_kept_boundary(conn, "ops.job_events", policy.keep_job_events)
+    result.removed["ops.job_events"] = (
+        0
+        if boundary is None
+        else _drain(
+            conn,
+            "ops.job_events",
+            "id <= %s",
+            (boundary,),
+            rule=f"keep newest {policy.keep_job_events}",
+            **common,
+        )
+    )
+    boundary = _newest_kept_boundary(conn, "ops.job_runs", policy.keep_job_runs)
+    result.removed["ops.job_runs"] = (
+        0
+        if boundary is None
+        else _drain(
+            conn,
+            "ops.job_runs",
+            "id <= %s AND status <> 'running'",
+            (boundary,),
+            rule=f"keep newest {policy.keep_job_runs}",
+            **common,
+        )
+    )
+    age_rule = f"older than {cutoff.isoformat()}"
+    result.removed["ops.ledger_entries"] = _drain(
+        conn, "ops.ledger_entries", "ts < %s", (cutoff_ts,), rule=age_rule, **common
+    )
+    result.removed["ops.dead_letters"] = _drain(
+        conn,
+        "ops.dead_letters",
+        "resolved_at IS NOT NULL AND resolved_at < %s",
+        (cutoff_ts,),
+        rule=f"resolved {age_rule}",
+        **common,
+    )
+    files = old_artifacts(artifacts, cutoff)
+    result.removed["artifacts"] = len(files)
+    if files:
+        result.artifact_archives.append(
+            _archive_artifacts(conn, files, artifacts, archive, report_date, run_id, age_rule)
+        )
+    if result.total:
+        result.archive_file = archive
+    return result

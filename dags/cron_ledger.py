@@ -2,7 +2,7 @@
 # cron_ledger — legacy cron ledger + health of every job, every 5 minutes
 
 Every 5 minutes (UTC: a 5-minute cadence has no business day, and UTC has no DST gaps) two
-independent tasks run side by side:
+tasks run, one after the other:
 
 1. `collect_ledger` — reads the result lines legacy cron scripts append to JSONL files
    (`{"ts": ISO-8601, "exit": int, "msg": str}` + optional `"job"`; files/globs in
@@ -19,8 +19,10 @@ independent tasks run side by side:
    warning, down/stuck = critical; back to up = recovery), resolves failure alerts of DAGs that
    succeeded since, and re-sends reminders for still-open critical alerts (every 4 h).
 
-They are independent leaves on purpose: the watcher must not wait on (or be skipped by) the
-collector, and either one failing fails the run.
+The watcher runs after the collector so ledger jobs are judged on the lines just collected (run
+side by side, a job that reported a minute ago could still look late or miss its failure), with
+trigger rule `all_done`: a failed collector never skips the watcher, and either one failing
+fails the run.
 
 **Owner:** data-platform (`#data-platform`). Deadline: 10 min after queueing
 (Variable `deadline_cron_ledger_seconds`).
@@ -54,7 +56,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Param, dag
+from airflow.sdk import Param, TriggerRule, dag
 
 from include.analytics_ops import callbacks, config
 from include.analytics_ops.operators.monitoring import (
@@ -87,8 +89,10 @@ from include.analytics_ops.operators.monitoring import (
     },
 )
 def cron_ledger():
-    CollectLedgerOperator(task_id="collect_ledger")
-    EvaluateJobHealthOperator(task_id="evaluate_job_health")
+    # all_done: the watcher still runs (on what is already collected) when the collector fails
+    CollectLedgerOperator(task_id="collect_ledger") >> EvaluateJobHealthOperator(
+        task_id="evaluate_job_health", trigger_rule=TriggerRule.ALL_DONE
+    )
 
 
 cron_ledger()

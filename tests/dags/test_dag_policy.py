@@ -67,3 +67,11 @@ def test_every_dag_reports_run_failures_through_the_alert_path(dags):
         callbacks = dag.on_failure_callback
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         assert on_dag_failure in callbacks, dag_id
+
+
+def test_cron_ledger_judges_health_after_collecting_and_even_if_collection_fails(dags):
+    # Side by side, `dags test` (and the scheduler) could evaluate before the new lines exist.
+    dag = dags["cron_ledger"]
+    evaluate = dag.get_task("evaluate_job_health")
+    assert evaluate.upstream_task_ids == {"collect_ledger"}
+    assert evaluate.trigger_rule == "all_done"

@@ -12,6 +12,10 @@ What it guarantees, so the team can trust it at 3 AM:
 - **Reminders.** A still-open *critical* alert is re-sent every ``ALERT_REMINDER_SECONDS``
   (default 4 h) — when it is raised again, or by ``send_due_reminders`` (``cron_ledger`` calls it
   every 5 minutes), which also retries channels whose last delivery failed.
+- **Silences (maintenance windows).** ``include.analytics_ops.silences``: while a silence
+  matches an alert's key, the alert is recorded and logged but the channels are not told; the
+  held-back news is delivered by ``send_due_reminders`` once the silence is over, if it is still
+  news (an alert that opened and resolved inside the window sends nothing).
 - **Channels from configuration.** Always the log; Slack when the ``alerts_slack`` connection
   exists (incoming-webhook URL in its password, or in its host); email when ``smtp_default``
   exists and ``ALERT_EMAILS`` (default: ``REPORT_EMAILS``) names recipients. Each channel's answer
@@ -39,6 +43,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 
+from include.analytics_ops.silences import SILENCED_SQL, active_silence
 from include.analytics_ops.store import jsonb
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,8 @@ class AlertOutcome:
     count: int
     # What each channel answered when this call notified ({} when nothing was sent).
     deliveries: Mapping[str, Any] = field(default_factory=dict)
+    # The silence that held this call's notification back (None: not silenced).
+    silenced_by: int | None = None
 
     @property
     def notified(self) -> bool:
@@ -358,7 +365,7 @@ def deliver(
 # --------------------------------------------------------------------------- the alert path
 _ALERT_COLUMNS = (
     "id, dedup_key, severity, source, title, body, dag_id, run_id, task_id, url, count,"
-    " first_seen, state, last_notified_at, notify_count, channels"
+    " first_seen, state, last_notified_at, notify_count, channels, held_kind"
 )
 
 
@@ -393,6 +400,7 @@ def _notify(
     *,
     only: set[str] | None = None,
     event_id: int | None = None,
+    event_kind: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Deliver and store what each channel answered: merged into ``ops.alerts.channels`` and on
     the transition's ``ops.alert_events`` row (``event_id``), or on a new ``reminder``/``retry``
@@ -407,7 +415,7 @@ def _notify(
     conn.execute(
         """
         UPDATE ops.alerts
-           SET channels = %s, last_notified_at = now(), delivery_failed = %s,
+           SET channels = %s, last_notified_at = now(), delivery_failed = %s, held_kind = NULL,
                notify_count = CASE WHEN %s THEN notify_count ELSE notify_count + 1 END
          WHERE id = %s
         """,
@@ -421,7 +429,7 @@ def _notify(
         conn.execute(
             "INSERT INTO ops.alert_events (alert_id, kind, severity, message, channels)"
             " VALUES (%s, %s, %s, %s, %s)",
-            (alert["id"], kind, alert["severity"], alert["title"], jsonb(results)),
+            (alert["id"], event_kind or kind, alert["severity"], alert["title"], jsonb(results)),
         )
     return results
 
@@ -521,15 +529,62 @@ def raise_alert(
         ):
             kind = "reminder"
     deliveries: dict[str, Any] = {}
+    silence = None
     if kind is not None:
-        deliveries = _notify(
-            conn,
-            _fetch(conn, alert_id),
-            kind,
-            channels,
-            event_id=event_id if kind != "reminder" else None,
+        alert = _fetch(conn, alert_id)
+        silence = active_silence(conn, dedup_key)
+        if silence is not None:
+            _hold(conn, alert, kind, silence, event_id)
+        else:
+            # news a silence held back and not yet delivered goes out now, as itself
+            if alert["held_kind"] in NOTIFY_TRANSITIONS and kind == "reminder":
+                kind = alert["held_kind"]
+            deliveries = _notify(
+                conn, alert, kind, channels, event_id=event_id if kind != "reminder" else None
+            )
+    return AlertOutcome(
+        alert_id, dedup_key, transition, severity, count, deliveries,
+        silenced_by=silence["id"] if silence else None,
+    )  # fmt: skip
+
+
+def _hold(
+    conn: psycopg.Connection,
+    alert: Mapping[str, Any],
+    kind: str,
+    silence: Mapping[str, Any],
+    event_id: int | None,
+) -> None:
+    """Keep the notification ``kind`` for after the silence; record why on the event row."""
+    if kind == "reminder":
+        held = alert["held_kind"]  # a reminder waits for the silence's end on its own
+    elif kind == "resolved":
+        # the channels last heard 'open' only if they were ever told
+        held = "resolved" if alert["last_notified_at"] is not None else None
+    elif alert["held_kind"] == "resolved":
+        held = None  # resolved and reopened inside the window: the channels' picture is right
+    else:
+        held = alert["held_kind"] or kind  # the first held news says it best
+        if alert["last_notified_at"] is None:
+            held = "opened"  # never announced: whatever happened since, it is news as 'opened'
+    conn.execute("UPDATE ops.alerts SET held_kind = %s WHERE id = %s", (held, alert["id"]))
+    note = {
+        "silenced": {
+            "silence_id": silence["id"],
+            "pattern": silence["pattern"],
+            "until": silence["ends_at"].isoformat(),
+            "reason": silence["reason"],
+            "held": held,
+        }
+    }
+    if event_id is not None:
+        conn.execute(
+            "UPDATE ops.alert_events SET channels = %s WHERE id = %s", (jsonb(note), event_id)
         )
-    return AlertOutcome(alert_id, dedup_key, transition, severity, count, deliveries)
+    log.info(
+        "ALERT %s %s held back by silence #%s (%s) until %s",
+        kind, alert["dedup_key"], silence["id"], silence["reason"], silence["ends_at"],
+    )  # fmt: skip
 
 
 def resolve_alert(
@@ -560,12 +615,20 @@ def resolve_alert(
     ).fetchone()[0]
     log.info("ALERT resolved %s %s", dedup_key, note)
     deliveries: dict[str, Any] = {}
-    if notify and row[3] is not None:
-        alert = _fetch(conn, row[0])
-        if note:
-            alert["body"] = note
+    silence = active_silence(conn, dedup_key) if notify else None
+    alert = _fetch(conn, row[0])
+    if note:
+        alert["body"] = note
+    if silence is not None:
+        _hold(conn, alert, "resolved", silence, event_id)
+    elif notify and row[3] is not None:
         deliveries = _notify(conn, alert, "resolved", channels, event_id=event_id)
-    return AlertOutcome(row[0], dedup_key, "resolved", row[1], row[2], deliveries)
+    else:
+        conn.execute("UPDATE ops.alerts SET held_kind = NULL WHERE id = %s", (row[0],))
+    return AlertOutcome(
+        row[0], dedup_key, "resolved", row[1], row[2], deliveries,
+        silenced_by=silence["id"] if silence else None,
+    )  # fmt: skip
 
 
 def resolve_alerts_like(
@@ -597,15 +660,30 @@ def resolve_alerts_like(
 def send_due_reminders(
     conn: psycopg.Connection, channels: Sequence[Channel] | None = None
 ) -> dict[str, int]:
-    """Re-send still-open critical alerts whose reminder is due, and retry the channels that
-    failed on an open alert's last delivery (at most ``ALERT_DELIVERY_RETRIES`` times)."""
+    """Deliver what ended silences held back, re-send still-open critical alerts whose reminder
+    is due (not while silenced), and retry the channels that failed on an open alert's last
+    delivery (at most ``ALERT_DELIVERY_RETRIES`` times)."""
     interval = reminder_interval()
     retries = int(_setting("ALERT_DELIVERY_RETRIES", 3, int))
     min_rank = _RANK[_min_severity()]
-    sent = {"reminders": 0, "retries": 0}
+    sent = {"released": 0, "reminders": 0, "retries": 0}
+    held = conn.execute(
+        f"SELECT a.id FROM ops.alerts a WHERE a.held_kind IS NOT NULL AND NOT {SILENCED_SQL}"
+        " ORDER BY a.id"
+    ).fetchall()
+    for (alert_id,) in held:
+        alert = _fetch(conn, alert_id)
+        kind = alert["held_kind"]
+        still_news = (kind == "resolved") == (alert["state"] == "resolved")
+        if still_news and _RANK[alert["severity"]] >= min_rank:
+            _notify(conn, alert, kind, channels, event_kind="released")
+            sent["released"] += 1
+        else:
+            conn.execute("UPDATE ops.alerts SET held_kind = NULL WHERE id = %s", (alert_id,))
     due = conn.execute(
-        "SELECT id FROM ops.alerts WHERE state = 'open' AND severity = 'critical'"
-        " AND last_notified_at IS NOT NULL AND last_notified_at <= now() - %s ORDER BY id",
+        "SELECT a.id FROM ops.alerts a WHERE a.state = 'open' AND a.severity = 'critical'"
+        " AND a.last_notified_at IS NOT NULL AND a.last_notified_at <= now() - %s"
+        f" AND NOT {SILENCED_SQL} ORDER BY a.id",
         (interval,),
     ).fetchall()
     if _RANK["critical"] >= min_rank:
@@ -623,7 +701,8 @@ def send_due_reminders(
              WHERE alert_id = %s AND kind = 'retry'
                AND id > COALESCE((SELECT max(id) FROM ops.alert_events
                                    WHERE alert_id = %s
-                                     AND kind IN ('opened', 'reopened', 'escalated', 'reminder')),
+                                     AND kind IN ('opened', 'reopened', 'escalated', 'reminder',
+                                                  'released')),
                                  0)
             """,
             (alert_id, alert_id),

@@ -5,105 +5,12 @@ connections exactly as in production."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
-
-import pytest
-from aiosmtpd.controller import Controller
 
 from include.analytics_ops import alerts, callbacks
 from include.analytics_ops.deadlines import record_deadline_miss
-
-
-class Webhook:
-    """A Slack incoming-webhook stand-in: records JSON bodies, answers ``status``."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict] = []
-        self.status = 200
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                hook.posts.append({"path": self.path, "json": json.loads(body)})
-                self.send_response(hook.status)
-                self.end_headers()
-                self.wfile.write(b"ok" if hook.status == 200 else b"internal_error")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def texts(self) -> list[str]:
-        return [p["json"]["text"] for p in self.posts]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):
-        msg = message_from_bytes(envelope.content)
-        self.messages.append((envelope.rcpt_tos, msg))
-        return "250 OK"
-
-    def subjects(self) -> list[str]:
-        return [m["Subject"] for _, m in self.messages]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def receivers(monkeypatch):
-    hook = Webhook()
-    box = Mailbox()
-    port = _free_port()
-    smtp = Controller(box, hostname="127.0.0.1", port=port)
-    smtp.start()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_ALERTS_SLACK", json.dumps({"conn_type": "slackwebhook", "password": hook.url})
-    )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "smtp",
-                "host": "127.0.0.1",
-                "port": port,
-                "extra": {
-                    "disable_ssl": True,
-                    "disable_tls": True,
-                    "from_email": "ops@example.com",
-                },
-            }
-        ),
-    )
-    monkeypatch.setenv("ALERT_EMAILS", "oncall@example.com,cto@example.com")
-    monkeypatch.setenv("ALERT_REMINDER_SECONDS", "14400")
-    yield SimpleNamespace(hook=hook, box=box)
-    smtp.stop()
-    hook.close()
-
-
-def _alert(db, key: str) -> dict:
-    cur = db.execute("SELECT * FROM ops.alerts WHERE dedup_key = %s", (key,))
-    return dict(zip([d.name for d in cur.description], cur.fetchone(), strict=True))
+from tests.integration.receivers import alert_row as _alert
+from tests.integration.receivers import free_port
 
 
 def test_an_alert_reaches_slack_and_email_once_and_its_recovery_too(db, receivers):
@@ -167,15 +74,15 @@ def test_a_failing_channel_keeps_the_alert_and_the_other_channel_is_served(db, r
     # the next reminder pass retries only the failed channel
     hook.status = 200
     sent = alerts.send_due_reminders(db)
-    assert sent == {"reminders": 0, "retries": 1}
+    assert sent == {"released": 0, "reminders": 0, "retries": 1}
     assert len(hook.posts) == 2 and len(box.messages) == 1
     row = _alert(db, "ledger_failed:backup")
     assert row["delivery_failed"] is False and row["channels"]["slack"]["ok"] is True
-    assert alerts.send_due_reminders(db) == {"reminders": 0, "retries": 0}
+    assert alerts.send_due_reminders(db) == {"released": 0, "reminders": 0, "retries": 0}
 
 
 def test_an_unreachable_channel_never_loses_the_alert(db, receivers, monkeypatch):
-    dead = f"http://127.0.0.1:{_free_port()}/x"  # nothing listens there
+    dead = f"http://127.0.0.1:{free_port()}/x"  # nothing listens there
     monkeypatch.setenv(
         "AIRFLOW_CONN_ALERTS_SLACK", json.dumps({"conn_type": "slackwebhook", "password": dead})
     )

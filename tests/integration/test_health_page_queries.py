@@ -201,3 +201,35 @@ def test_html_escapes_database_text(sample):
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'href="/dags/analytics_nightly"' in html
+
+
+def test_silences_are_listed_and_mark_the_alerts_they_hold(sample):
+    conn, _ = sample
+    warning_keys = [
+        r[0]
+        for r in conn.execute(
+            "SELECT dedup_key FROM ops.alerts WHERE state = 'open' AND severity = 'warning'"
+            " ORDER BY dedup_key"
+        )
+    ]
+    conn.execute(
+        "INSERT INTO ops.alert_silences (pattern, starts_at, ends_at, reason, created_by) VALUES"
+        " (%s, %s, %s, 'db <upgrade>', 'ana'),"  # active at NOW, matches one warning exactly
+        " ('zzz:*', %s, %s, 'tonight', 'bo'),"  # scheduled
+        " ('*', %s, %s, 'over', 'cy')",  # already over at NOW: ignored
+        (warning_keys[0], NOW - timedelta(hours=1), NOW + timedelta(hours=1),
+         NOW + timedelta(hours=3), NOW + timedelta(hours=4),
+         NOW - timedelta(hours=3), NOW - timedelta(hours=2)),
+    )  # fmt: skip
+    data = collect_health(conn, now=NOW)
+    silences = data["alerts"]["silences"]
+    assert [(s["pattern"], s["active"]) for s in silences] == [
+        (warning_keys[0], True), ("zzz:*", False),
+    ]  # fmt: skip
+    held = {a["dedup_key"]: a["silenced_by"] for a in data["alerts"]["open"]}
+    assert held[warning_keys[0]] == silences[0]["id"]
+    assert [k for k, v in held.items() if v] == [warning_keys[0]]
+    html = render_page(data, ui_base="")
+    assert 'id="silences"' in html and "db &lt;upgrade&gt;" in html
+    assert html.count('class="badge silenced"') == 1
+    assert '"silences"' in to_json(data)

@@ -17,6 +17,7 @@ fallback derived from run history is shown and marked ``state_source = "run hist
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -328,8 +329,23 @@ SELECT * FROM (
 ) a
 """
 
+# Silences live at `now` or later (active first, then scheduled).
+_SILENCES = """
+SELECT id, pattern, starts_at, ends_at, reason, created_by,
+       (starts_at <= %(now)s) AS active
+  FROM ops.alert_silences
+ WHERE cancelled_at IS NULL AND ends_at > %(now)s
+ ORDER BY starts_at <= %(now)s DESC, starts_at, id
+ LIMIT 50
+"""
+
 
 # ----------------------------------------------------------------------------------- helpers
+def _glob_matches(pattern: str, key: str) -> bool:
+    """The silences' glob (only ``*`` is special), as ``ops.alert_silences.like_pattern``."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), key, re.S) is not None
+
+
 def _rate(ok: int | None, total: int | None) -> float | None:
     return round(100.0 * ok / total, 1) if total else None
 
@@ -656,10 +672,16 @@ def collect_health(
         key=lambda a: (SEVERITY_RANK.get(a["severity"], 9), -a["last_seen"].timestamp())
     )
     open_alerts = open_alerts[: settings.max_alerts]
+    silences = q(_SILENCES) if _table_exists(conn, "ops.alert_silences") else []
+    active = [s for s in silences if s["active"]]
+    for a in open_alerts:
+        hit = next((s for s in active if _glob_matches(s["pattern"], a["dedup_key"])), None)
+        a["silenced_by"] = hit["id"] if hit else None
     alerts = {
         "open_by_severity": {sev: counts.get(sev, 0) for sev in ("critical", "warning", "info")},
         "open_total": sum(counts.values()),
         "open": open_alerts,
+        "silences": silences,
     }
 
     recent_failures = int(q(_RECENT_FAILURES)[0]["count"])

@@ -16,6 +16,10 @@ What it guarantees, so the team can trust it at 3 AM:
   matches an alert's key, the alert is recorded and logged but the channels are not told; the
   held-back news is delivered by ``send_due_reminders`` once the silence is over, if it is still
   news (an alert that opened and resolved inside the window sends nothing).
+- **Flap detection.** An alert that opens and resolves ``ALERT_FLAP_CHANGES`` (5) times within
+  ``ALERT_FLAP_WINDOW_SECONDS`` (3600) sends one ``[FLAPPING]`` message; its further opens,
+  resolves and reminders are paused until it has had no change for a whole window, and then its
+  settled state (still open / resolved) is sent once.
 - **Channels from configuration.** Always the log; Slack when the ``alerts_slack`` connection
   exists (incoming-webhook URL in its password, or in its host); email when ``smtp_default``
   exists and ``ALERT_EMAILS`` (default: ``REPORT_EMAILS``) names recipients. Each channel's answer
@@ -65,6 +69,8 @@ class AlertOutcome:
     deliveries: Mapping[str, Any] = field(default_factory=dict)
     # The silence that held this call's notification back (None: not silenced).
     silenced_by: int | None = None
+    # The alert is flapping: this call's news was paused (or announced the flapping).
+    flapping: bool = False
 
     @property
     def notified(self) -> bool:
@@ -82,6 +88,13 @@ def reminder_interval() -> timedelta:
     return timedelta(seconds=float(_setting("ALERT_REMINDER_SECONDS", 4 * 3600, float)))
 
 
+def flap_settings() -> tuple[int, timedelta]:
+    """(state changes, window): that many opens/resolves within the window is flapping; 0 = off."""
+    changes = int(_setting("ALERT_FLAP_CHANGES", 5, int))
+    window = timedelta(seconds=float(_setting("ALERT_FLAP_WINDOW_SECONDS", 3600, float)))
+    return changes, window
+
+
 def _min_severity() -> str:
     value = str(_setting("ALERT_MIN_SEVERITY", "warning")).strip().lower()
     return value if value in _RANK else "warning"
@@ -92,7 +105,7 @@ def _min_severity() -> str:
 class AlertMessage:
     """What a channel sends: everything a person needs without opening another tool first."""
 
-    kind: str  # opened | reopened | escalated | reminder | resolved | retry
+    kind: str  # opened | reopened | escalated | reminder | resolved | retry | flapping
     dedup_key: str
     severity: str
     source: str
@@ -109,7 +122,9 @@ class AlertMessage:
     def headline(self) -> str:
         if self.kind == "resolved":
             return f"[RESOLVED] {self.title}"
-        prefix = {"reminder": "REMINDER ", "escalated": "ESCALATED "}.get(self.kind, "")
+        prefix = {"reminder": "REMINDER ", "escalated": "ESCALATED ", "flapping": "FLAPPING "}.get(
+            self.kind, ""
+        )
         return f"[{prefix}{self.severity.upper()}] {self.title}"
 
     def lines(self) -> list[str]:
@@ -365,7 +380,7 @@ def deliver(
 # --------------------------------------------------------------------------- the alert path
 _ALERT_COLUMNS = (
     "id, dedup_key, severity, source, title, body, dag_id, run_id, task_id, url, count,"
-    " first_seen, state, last_notified_at, notify_count, channels, held_kind"
+    " first_seen, state, last_notified_at, notify_count, channels, held_kind, flapping_since"
 )
 
 
@@ -528,34 +543,82 @@ def raise_alert(
             and (last_notified is None or datetime.now(UTC) - last_notified >= reminder_interval())
         ):
             kind = "reminder"
-    deliveries: dict[str, Any] = {}
-    silence = None
-    if kind is not None:
-        alert = _fetch(conn, alert_id)
-        silence = active_silence(conn, dedup_key)
-        if silence is not None:
-            _hold(conn, alert, kind, silence, event_id)
-        else:
-            # news a silence held back and not yet delivered goes out now, as itself
-            if alert["held_kind"] in NOTIFY_TRANSITIONS and kind == "reminder":
-                kind = alert["held_kind"]
-            deliveries = _notify(
-                conn, alert, kind, channels, event_id=event_id if kind != "reminder" else None
-            )
+    if kind is None:
+        return AlertOutcome(alert_id, dedup_key, transition, severity, count)
+    # news a silence held back and not yet delivered goes out now, as itself
+    alert = _fetch(conn, alert_id)
+    if alert["held_kind"] in NOTIFY_TRANSITIONS and kind == "reminder":
+        kind = alert["held_kind"]
+    deliveries, silenced_by, flapping = _dispatch(
+        conn, alert, kind, channels, event_id=event_id if kind != "reminder" else None,
+        change=transition in ("opened", "reopened"),
+    )  # fmt: skip
     return AlertOutcome(
         alert_id, dedup_key, transition, severity, count, deliveries,
-        silenced_by=silence["id"] if silence else None,
+        silenced_by=silenced_by, flapping=flapping,
     )  # fmt: skip
+
+
+def _dispatch(
+    conn: psycopg.Connection,
+    alert: dict[str, Any],
+    kind: str,
+    channels: Sequence[Channel] | None,
+    *,
+    event_id: int | None,
+    change: bool,
+) -> tuple[dict[str, Any], int | None, bool]:
+    """Send ``kind`` about ``alert`` — unless a silence or flapping holds it back.
+
+    Returns (what the channels answered, the silence that held it, whether it is flapping)."""
+    silence = active_silence(conn, alert["dedup_key"])
+    if silence is not None:
+        _hold(conn, alert, kind, event_id, silence=silence)
+        return {}, silence["id"], alert["flapping_since"] is not None
+    if alert["flapping_since"] is not None:
+        _hold(conn, alert, kind, event_id)
+        return {}, None, True
+    changes, window = flap_settings()
+    if change and changes > 0:
+        seen = conn.execute(
+            "SELECT count(*) FROM ops.alert_events WHERE alert_id = %s"
+            " AND kind IN ('opened', 'reopened', 'resolved') AND occurred_at > now() - %s",
+            (alert["id"], window),
+        ).fetchone()[0]
+        if seen >= changes:
+            conn.execute(
+                "UPDATE ops.alerts SET flapping_since = now() WHERE id = %s", (alert["id"],)
+            )
+            minutes = round(window.total_seconds() / 60)
+            alert = {**alert, "body": (
+                f"{seen} opens/resolves in {minutes} min (now {alert['state']}); notifications of"
+                f" this alert are paused until it is stable for {minutes} min."
+                + (f" Last: {alert['body']}" if alert["body"] else "")
+            )}  # fmt: skip
+            log.warning("ALERT %s is flapping (%s changes in %s)", alert["dedup_key"], seen, window)
+            return _notify(conn, alert, "flapping", channels, event_id=event_id), None, True
+    return _notify(conn, alert, kind, channels, event_id=event_id), None, False
 
 
 def _hold(
     conn: psycopg.Connection,
     alert: Mapping[str, Any],
     kind: str,
-    silence: Mapping[str, Any],
     event_id: int | None,
+    *,
+    silence: Mapping[str, Any] | None = None,
 ) -> None:
-    """Keep the notification ``kind`` for after the silence; record why on the event row."""
+    """Keep the notification ``kind`` for after the silence (or the flapping); record why on the
+    event row."""
+    if silence is None:  # flapping: the settled state is sent when it is stable again
+        held = "resolved" if alert["state"] == "resolved" else "reopened"
+        conn.execute("UPDATE ops.alerts SET held_kind = %s WHERE id = %s", (held, alert["id"]))
+        if event_id is not None:
+            conn.execute(
+                "UPDATE ops.alert_events SET channels = %s WHERE id = %s",
+                (jsonb({"flapping": {"since": alert["flapping_since"].isoformat()}}), event_id),
+            )
+        return
     if kind == "reminder":
         held = alert["held_kind"]  # a reminder waits for the silence's end on its own
     elif kind == "resolved":
@@ -614,21 +677,28 @@ def resolve_alert(
         (row[0], row[1], note or "resolved"),
     ).fetchone()[0]
     log.info("ALERT resolved %s %s", dedup_key, note)
-    deliveries: dict[str, Any] = {}
-    silence = active_silence(conn, dedup_key) if notify else None
     alert = _fetch(conn, row[0])
     if note:
         alert["body"] = note
-    if silence is not None:
-        _hold(conn, alert, "resolved", silence, event_id)
-    elif notify and row[3] is not None:
-        deliveries = _notify(conn, alert, "resolved", channels, event_id=event_id)
-    else:
-        conn.execute("UPDATE ops.alerts SET held_kind = NULL WHERE id = %s", (row[0],))
+    if notify and row[3] is not None:  # a recovery only for what the channels were told
+        deliveries, silenced_by, flapping = _dispatch(
+            conn, alert, "resolved", channels, event_id=event_id, change=True
+        )
+        return AlertOutcome(
+            row[0], dedup_key, "resolved", row[1], row[2], deliveries,
+            silenced_by=silenced_by, flapping=flapping,
+        )  # fmt: skip
+    # never told (or held back before it was): nothing to recover from
+    conn.execute("UPDATE ops.alerts SET held_kind = NULL WHERE id = %s", (row[0],))
+    silence = active_silence(conn, dedup_key) if notify else None
     return AlertOutcome(
-        row[0], dedup_key, "resolved", row[1], row[2], deliveries,
+        row[0],
+        dedup_key,
+        "resolved",
+        row[1],
+        row[2],
         silenced_by=silence["id"] if silence else None,
-    )  # fmt: skip
+    )
 
 
 def resolve_alerts_like(
@@ -667,12 +737,18 @@ def send_due_reminders(
     retries = int(_setting("ALERT_DELIVERY_RETRIES", 3, int))
     min_rank = _RANK[_min_severity()]
     sent = {"released": 0, "reminders": 0, "retries": 0}
+    _, flap_window = flap_settings()
     held = conn.execute(
-        f"SELECT a.id FROM ops.alerts a WHERE a.held_kind IS NOT NULL AND NOT {SILENCED_SQL}"
+        "SELECT a.id FROM ops.alerts a"
+        f" WHERE (a.held_kind IS NOT NULL OR a.flapping_since IS NOT NULL) AND NOT {SILENCED_SQL}"
         " ORDER BY a.id"
     ).fetchall()
     for (alert_id,) in held:
         alert = _fetch(conn, alert_id)
+        if alert["flapping_since"] is not None:
+            if _release_flapping(conn, alert, flap_window, channels):
+                sent["released"] += 1
+            continue
         kind = alert["held_kind"]
         still_news = (kind == "resolved") == (alert["state"] == "resolved")
         if still_news and _RANK[alert["severity"]] >= min_rank:
@@ -683,7 +759,7 @@ def send_due_reminders(
     due = conn.execute(
         "SELECT a.id FROM ops.alerts a WHERE a.state = 'open' AND a.severity = 'critical'"
         " AND a.last_notified_at IS NOT NULL AND a.last_notified_at <= now() - %s"
-        f" AND NOT {SILENCED_SQL} ORDER BY a.id",
+        f" AND a.flapping_since IS NULL AND NOT {SILENCED_SQL} ORDER BY a.id",
         (interval,),
     ).fetchall()
     if _RANK["critical"] >= min_rank:
@@ -713,6 +789,34 @@ def send_due_reminders(
         _notify(conn, alert, "retry", channels, only=failed)
         sent["retries"] += 1
     return sent
+
+
+def _release_flapping(
+    conn: psycopg.Connection,
+    alert: dict[str, Any],
+    window: timedelta,
+    channels: Sequence[Channel] | None,
+) -> bool:
+    """End the flapping of ``alert`` once it had no open/resolve for a whole window, and send
+    its settled state once. False while it is still flapping."""
+    still = conn.execute(
+        "SELECT COALESCE(max(occurred_at) > now() - %s, false) FROM ops.alert_events"
+        " WHERE alert_id = %s AND kind IN ('opened', 'reopened', 'resolved')",
+        (window, alert["id"]),
+    ).fetchone()[0]
+    if still:
+        return False
+    conn.execute("UPDATE ops.alerts SET flapping_since = NULL WHERE id = %s", (alert["id"],))
+    resolved = alert["state"] == "resolved"
+    minutes = round(window.total_seconds() / 60)
+    settled = "resolved" if resolved else "still open"
+    alert = {**alert, "body": f"No longer flapping (no change for {minutes} min): {settled}."
+             + (f" {alert['body']}" if alert["body"] else "")}  # fmt: skip
+    if _RANK[alert["severity"]] < _RANK[_min_severity()]:
+        conn.execute("UPDATE ops.alerts SET held_kind = NULL WHERE id = %s", (alert["id"],))
+        return False
+    _notify(conn, alert, "resolved" if resolved else "reopened", channels, event_kind="released")
+    return True
 
 
 # --------------------------------------------------------------------------- queries

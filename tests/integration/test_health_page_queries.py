@@ -229,7 +229,12 @@ def test_silences_are_listed_and_mark_the_alerts_they_hold(sample):
     held = {a["dedup_key"]: a["silenced_by"] for a in data["alerts"]["open"]}
     assert held[warning_keys[0]] == silences[0]["id"]
     assert [k for k, v in held.items() if v] == [warning_keys[0]]
+    assert not any(a["flapping_since"] for a in data["alerts"]["open"])
+    conn.execute("UPDATE ops.alerts SET flapping_since = %s WHERE dedup_key = %s",
+                 (NOW, warning_keys[-1]))  # fmt: skip
+    data = collect_health(conn, now=NOW)
     html = render_page(data, ui_base="")
+    assert html.count('class="badge flapping"') == 1
     assert 'id="silences"' in html and "db &lt;upgrade&gt;" in html
     assert html.count('class="badge silenced"') == 1
     assert '"silences"' in to_json(data)

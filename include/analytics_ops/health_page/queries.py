@@ -313,17 +313,17 @@ SELECT severity, count(*) AS n, min(first_seen) AS oldest
 _OPEN_ALERTS = """
 SELECT * FROM (
     (SELECT id, dedup_key, severity, source, title, body, dag_id, task_id, run_id, url,
-            first_seen, last_seen, count
+            first_seen, last_seen, count, flapping_since
        FROM ops.alerts WHERE state = 'open' AND severity = 'critical'
       ORDER BY last_seen DESC LIMIT %(limit)s)
     UNION ALL
     (SELECT id, dedup_key, severity, source, title, body, dag_id, task_id, run_id, url,
-            first_seen, last_seen, count
+            first_seen, last_seen, count, flapping_since
        FROM ops.alerts WHERE state = 'open' AND severity = 'warning'
       ORDER BY last_seen DESC LIMIT %(limit)s)
     UNION ALL
     (SELECT id, dedup_key, severity, source, title, body, dag_id, task_id, run_id, url,
-            first_seen, last_seen, count
+            first_seen, last_seen, count, flapping_since
        FROM ops.alerts WHERE state = 'open' AND severity = 'info'
       ORDER BY last_seen DESC LIMIT %(limit)s)
 ) a

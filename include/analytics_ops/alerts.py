@@ -573,18 +573,17 @@ def _dispatch(
     Returns (what the channels answered, the silence that held it, whether it is flapping)."""
     silence = active_silence(conn, alert["dedup_key"])
     if silence is not None:
-        _hold(conn, alert, kind, event_id, silence=silence)
+        _hold(conn, alert, kind, event_id, silence)
         return {}, silence["id"], alert["flapping_since"] is not None
     if alert["flapping_since"] is not None:
-        _hold(conn, alert, kind, event_id)
+        # the settled state is sent when it is stable again (_release_flapping)
+        held = "resolved" if alert["state"] == "resolved" else "reopened"
+        conn.execute("UPDATE ops.alerts SET held_kind = %s WHERE id = %s", (held, alert["id"]))
+        _annotate_event(conn, event_id, {"flapping": {"since": alert["flapping_since"]}})
         return {}, None, True
     changes, window = flap_settings()
     if change and changes > 0:
-        seen = conn.execute(
-            "SELECT count(*) FROM ops.alert_events WHERE alert_id = %s"
-            " AND kind IN ('opened', 'reopened', 'resolved') AND occurred_at > now() - %s",
-            (alert["id"], window),
-        ).fetchone()[0]
+        seen = _changes_within(conn, alert["id"], window)
         if seen >= changes:
             conn.execute(
                 "UPDATE ops.alerts SET flapping_since = now() WHERE id = %s", (alert["id"],)
@@ -600,25 +599,31 @@ def _dispatch(
     return _notify(conn, alert, kind, channels, event_id=event_id), None, False
 
 
+def _changes_within(conn: psycopg.Connection, alert_id: int, window: timedelta) -> int:
+    """Opens and resolves of the alert within the last ``window`` (flap detection)."""
+    return conn.execute(
+        "SELECT count(*) FROM ops.alert_events WHERE alert_id = %s"
+        " AND kind IN ('opened', 'reopened', 'resolved') AND occurred_at > now() - %s",
+        (alert_id, window),
+    ).fetchone()[0]
+
+
+def _annotate_event(conn: psycopg.Connection, event_id: int | None, note: dict[str, Any]) -> None:
+    """Say on the transition's event row why nothing was sent."""
+    if event_id is not None:
+        conn.execute(
+            "UPDATE ops.alert_events SET channels = %s WHERE id = %s", (jsonb(note), event_id)
+        )
+
+
 def _hold(
     conn: psycopg.Connection,
     alert: Mapping[str, Any],
     kind: str,
     event_id: int | None,
-    *,
-    silence: Mapping[str, Any] | None = None,
+    silence: Mapping[str, Any],
 ) -> None:
-    """Keep the notification ``kind`` for after the silence (or the flapping); record why on the
-    event row."""
-    if silence is None:  # flapping: the settled state is sent when it is stable again
-        held = "resolved" if alert["state"] == "resolved" else "reopened"
-        conn.execute("UPDATE ops.alerts SET held_kind = %s WHERE id = %s", (held, alert["id"]))
-        if event_id is not None:
-            conn.execute(
-                "UPDATE ops.alert_events SET channels = %s WHERE id = %s",
-                (jsonb({"flapping": {"since": alert["flapping_since"].isoformat()}}), event_id),
-            )
-        return
+    """Keep the notification ``kind`` for after the silence; record why on the event row."""
     if kind == "reminder":
         held = alert["held_kind"]  # a reminder waits for the silence's end on its own
     elif kind == "resolved":
@@ -632,18 +637,13 @@ def _hold(
             held = "opened"  # never announced: whatever happened since, it is news as 'opened'
     conn.execute("UPDATE ops.alerts SET held_kind = %s WHERE id = %s", (held, alert["id"]))
     note = {
-        "silenced": {
-            "silence_id": silence["id"],
-            "pattern": silence["pattern"],
-            "until": silence["ends_at"].isoformat(),
-            "reason": silence["reason"],
-            "held": held,
-        }
+        "silence_id": silence["id"],
+        "pattern": silence["pattern"],
+        "until": silence["ends_at"],
+        "reason": silence["reason"],
+        "held": held,
     }
-    if event_id is not None:
-        conn.execute(
-            "UPDATE ops.alert_events SET channels = %s WHERE id = %s", (jsonb(note), event_id)
-        )
+    _annotate_event(conn, event_id, {"silenced": note})
     log.info(
         "ALERT %s %s held back by silence #%s (%s) until %s",
         kind, alert["dedup_key"], silence["id"], silence["reason"], silence["ends_at"],
@@ -677,10 +677,10 @@ def resolve_alert(
         (row[0], row[1], note or "resolved"),
     ).fetchone()[0]
     log.info("ALERT resolved %s %s", dedup_key, note)
-    alert = _fetch(conn, row[0])
-    if note:
-        alert["body"] = note
     if notify and row[3] is not None:  # a recovery only for what the channels were told
+        alert = _fetch(conn, row[0])
+        if note:
+            alert["body"] = note
         deliveries, silenced_by, flapping = _dispatch(
             conn, alert, "resolved", channels, event_id=event_id, change=True
         )
@@ -799,12 +799,7 @@ def _release_flapping(
 ) -> bool:
     """End the flapping of ``alert`` once it had no open/resolve for a whole window, and send
     its settled state once. False while it is still flapping."""
-    still = conn.execute(
-        "SELECT COALESCE(max(occurred_at) > now() - %s, false) FROM ops.alert_events"
-        " WHERE alert_id = %s AND kind IN ('opened', 'reopened', 'resolved')",
-        (window, alert["id"]),
-    ).fetchone()[0]
-    if still:
+    if _changes_within(conn, alert["id"], window):
         return False
     conn.execute("UPDATE ops.alerts SET flapping_since = NULL WHERE id = %s", (alert["id"],))
     resolved = alert["state"] == "resolved"

@@ -17,7 +17,6 @@ fallback derived from run history is shown and marked ``state_source = "run hist
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -311,7 +310,12 @@ SELECT severity, count(*) AS n, min(first_seen) AS oldest
 """
 
 _OPEN_ALERTS = """
-SELECT * FROM (
+SELECT a.*,
+       (SELECT s.id FROM ops.alert_silences s
+         WHERE s.cancelled_at IS NULL AND s.starts_at <= %(now)s AND s.ends_at > %(now)s
+           AND a.dedup_key LIKE s.like_pattern
+         ORDER BY s.ends_at DESC, s.id LIMIT 1) AS silenced_by
+  FROM (
     (SELECT id, dedup_key, severity, source, title, body, dag_id, task_id, run_id, url,
             first_seen, last_seen, count, flapping_since
        FROM ops.alerts WHERE state = 'open' AND severity = 'critical'
@@ -341,9 +345,6 @@ SELECT id, pattern, starts_at, ends_at, reason, created_by,
 
 
 # ----------------------------------------------------------------------------------- helpers
-def _glob_matches(pattern: str, key: str) -> bool:
-    """The silences' glob (only ``*`` is special), as ``ops.alert_silences.like_pattern``."""
-    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), key, re.S) is not None
 
 
 def _rate(ok: int | None, total: int | None) -> float | None:
@@ -672,16 +673,11 @@ def collect_health(
         key=lambda a: (SEVERITY_RANK.get(a["severity"], 9), -a["last_seen"].timestamp())
     )
     open_alerts = open_alerts[: settings.max_alerts]
-    silences = q(_SILENCES) if _table_exists(conn, "ops.alert_silences") else []
-    active = [s for s in silences if s["active"]]
-    for a in open_alerts:
-        hit = next((s for s in active if _glob_matches(s["pattern"], a["dedup_key"])), None)
-        a["silenced_by"] = hit["id"] if hit else None
     alerts = {
         "open_by_severity": {sev: counts.get(sev, 0) for sev in ("critical", "warning", "info")},
         "open_total": sum(counts.values()),
         "open": open_alerts,
-        "silences": silences,
+        "silences": q(_SILENCES),
     }
 
     recent_failures = int(q(_RECENT_FAILURES)[0]["count"])

@@ -6,6 +6,7 @@ and, inside a running task, an Airflow Variable of the same name that overrides 
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -34,8 +35,11 @@ ALLOWED_TAGS = frozenset(
     }
 )
 
-# Deadline per DAG (DESIGN §1), seconds after the run was queued. Overridable per DAG with the
-# Airflow Variable ``deadline_<dag_id>_seconds`` (or AIRFLOW_VAR_DEADLINE_<DAG_ID>_SECONDS).
+# Deadline per DAG (DESIGN §1), seconds after the run was queued. A deployment may override one
+# with the environment variable ``DEADLINE_<DAG_ID>_SECONDS``, read when the DAG is parsed (it must
+# be set where the dag-processor runs). Deliberately not an Airflow Variable: Airflow 3.3.2's
+# ``VariableInterval`` takes the scheduler down when the Variable is missing *or* stored in the
+# metadata DB (AIRFLOW3_NOTES; canary: tests/e2e/test_compat_variable_interval.py).
 DEADLINE_DEFAULT_SECONDS: dict[str, int] = {
     "analytics_nightly": 90 * 60,  # 02:00 PT + 90 min = 03:30 PT
     "analytics_hourly": 2 * 3600,  # window end + 2 h
@@ -45,16 +49,33 @@ DEADLINE_DEFAULT_SECONDS: dict[str, int] = {
 }
 
 
-def deadline_variable(dag_id: str) -> str:
-    return f"deadline_{dag_id}_seconds"
+def deadline_env_var(dag_id: str) -> str:
+    return f"DEADLINE_{dag_id.upper()}_SECONDS"
 
 
-def deadline_env_defaults() -> dict[str, str]:
-    """AIRFLOW_VAR_* values providing the deadline defaults (VariableInterval has no default)."""
-    return {
-        f"AIRFLOW_VAR_{deadline_variable(d).upper()}": str(s)
-        for d, s in DEADLINE_DEFAULT_SECONDS.items()
-    }
+def deadline_seconds(dag_id: str) -> int:
+    """The deadline interval of ``dag_id``: ``DEADLINE_<DAG_ID>_SECONDS`` if it holds a positive
+    whole number, else the default. A bad override is logged and ignored (the DAG keeps its
+    documented deadline) rather than turned into an import error that stops every run."""
+    default = DEADLINE_DEFAULT_SECONDS.get(dag_id)
+    raw = os.getenv(deadline_env_var(dag_id))
+    if raw is not None:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = 0
+        if value > 0:
+            return value
+        if default is not None:
+            logging.getLogger(__name__).warning(
+                "%s=%r is not a positive number of seconds; using the default %s s",
+                deadline_env_var(dag_id),
+                raw,
+                default,
+            )
+    if default is None:
+        raise KeyError(f"no deadline default for {dag_id}: add it to DEADLINE_DEFAULT_SECONDS")
+    return default
 
 
 def setting(name: str, default: T, cast: type | None = None) -> T:
@@ -108,13 +129,12 @@ def deadline(dag_id: str):
     DAGRUN_QUEUED_AT works for scheduled, manual (no logical date) and backfill runs alike.
     """
     from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-    from airflow.sdk.definitions.deadline import VariableInterval
 
     from include.analytics_ops.deadlines import on_deadline_missed
 
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=VariableInterval(deadline_variable(dag_id)),
+        interval=timedelta(seconds=deadline_seconds(dag_id)),
         callback=AsyncCallback(on_deadline_missed, kwargs={"dag_id": dag_id}),
         name=f"{dag_id}_deadline",
     )

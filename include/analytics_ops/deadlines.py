@@ -1,27 +1,19 @@
-"""Deadline Alert callbacks (Airflow 3's successor of SLA-miss callbacks) and the CLI that makes
-sure every deadline Variable exists.
+"""Deadline Alert callbacks (Airflow 3's successor of SLA-miss callbacks).
 
 ``on_deadline_missed`` runs in the triggerer (``AsyncCallback``), so it lives in the package, not a
 DAG file. It receives ``context={"dag_run": <REST DagRun JSON>, "deadline": {...}}``. One alert per
 missed run (``deadline_missed:<dag_id>:<run_id>``); the health evaluation in ``cron_ledger``
 resolves it once the run has finished.
 
-``VariableInterval`` has no default and a missing Variable breaks DagRun creation, so a fresh
-deployment runs ``python -m include.analytics_ops.deadlines ensure-variables`` (compose init,
-``make up``): it sets every missing ``deadline_<dag_id>_seconds`` Variable to its default from
-``config.DEADLINE_DEFAULT_SECONDS`` and leaves existing values alone.
+The intervals are plain ``timedelta`` values from ``config.deadline_seconds`` (defaults in
+``config.DEADLINE_DEFAULT_SECONDS``): no configuration state can block run creation.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import logging
-import subprocess
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -67,71 +59,3 @@ async def on_deadline_missed(
     dag_id: str, context: Mapping[str, Any] | None = None, **_: Any
 ) -> None:
     await asyncio.to_thread(record_deadline_miss, dag_id, context)
-
-
-# --------------------------------------------------------------------------- CLI
-def _airflow_bin() -> str:
-    candidate = Path(sys.executable).with_name("airflow")
-    return str(candidate) if candidate.exists() else "airflow"
-
-
-def existing_variables() -> set[str]:
-    """Keys of the Variables stored in Airflow's metadata DB (``airflow variables list``)."""
-    result = subprocess.run(
-        [_airflow_bin(), "variables", "list", "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    out = result.stdout.strip()
-    start = out.find("[")  # tolerate log lines before the JSON
-    rows = json.loads(out[start:]) if start >= 0 else []
-    return {row["key"] for row in rows if isinstance(row, dict) and "key" in row}
-
-
-def ensure_variables(dry_run: bool = False) -> dict[str, str]:
-    """Set every missing ``deadline_<dag_id>_seconds`` Variable to its default; return the
-    ones set (key -> seconds)."""
-    from include.analytics_ops.config import DEADLINE_DEFAULT_SECONDS, deadline_variable
-
-    present = existing_variables()
-    missing = {
-        deadline_variable(dag_id): str(seconds)
-        for dag_id, seconds in DEADLINE_DEFAULT_SECONDS.items()
-        if deadline_variable(dag_id) not in present
-    }
-    for key, value in missing.items():
-        if not dry_run:
-            subprocess.run(
-                [_airflow_bin(), "variables", "set", key, value],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-    return missing
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.analytics_ops.deadlines")
-    sub = parser.add_subparsers(dest="command", required=True)
-    ensure = sub.add_parser(
-        "ensure-variables", help="set missing deadline_<dag_id>_seconds Variables to defaults"
-    )
-    ensure.add_argument("--dry-run", action="store_true", help="only print what would be set")
-    args = parser.parse_args(argv)
-    if args.command == "ensure-variables":
-        try:
-            missing = ensure_variables(dry_run=args.dry_run)
-        except subprocess.CalledProcessError as exc:
-            print(f"airflow variables failed: {(exc.stderr or '')[-2000:]}", file=sys.stderr)
-            return 1
-        verb = "would set" if args.dry_run else "set"
-        for key, value in missing.items():
-            print(f"{verb} {key}={value}")
-        if not missing:
-            print("every deadline Variable exists")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

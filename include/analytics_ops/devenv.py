@@ -20,10 +20,9 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from include.analytics_ops.config import deadline_env_defaults
+from include.analytics_ops import pools
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-POOLS_FILE = REPO_ROOT / "include" / "airflow_pools.json"
 
 
 def _airflow_bin() -> str:
@@ -156,8 +155,6 @@ class DevEnv:
                 "LEDGER_PATHS": str(self.workdir / "ledger" / "*.jsonl"),
             }
         )
-        for key, value in deadline_env_defaults().items():
-            env.setdefault(key, value)
         if self.sandbox_url:
             from include.sandbox.constants import airflow_connections
 
@@ -182,10 +179,10 @@ class DevEnv:
         apply_migrations(self.analytics_dsn)
         self.airflow_home.mkdir(parents=True, exist_ok=True)
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        for args in (("db", "migrate"), ("pools", "import", str(POOLS_FILE))):
-            result = self.airflow(*args, check=False)
-            if result.returncode != 0:
-                raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        result = self.airflow("db", "migrate", check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{result.stderr[-3000:]}")
+        pools.ensure(env=self.env())
 
     def start(self) -> DevEnv:
         self.start_postgres()

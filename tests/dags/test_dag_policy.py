@@ -55,8 +55,8 @@ def test_every_dag_has_a_deadline_through_the_alert_path(dags):
         alerts = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
         assert alerts and alerts[0] is not None, f"{dag_id} has no deadline"
         alert = alerts[0]
-        assert getattr(alert.interval, "key", None) == config.deadline_variable(dag_id), dag_id
-        assert dag_id in config.DEADLINE_DEFAULT_SECONDS
+        # A plain timedelta: no Variable (or other state) is resolved when a run is created.
+        assert alert.interval == timedelta(seconds=config.DEADLINE_DEFAULT_SECONDS[dag_id])
         assert alert.callback.path.endswith(on_deadline_missed.__name__), dag_id
         assert alert.callback.path.startswith("include.analytics_ops."), dag_id
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 
 import pytest
-
-from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -92,32 +88,6 @@ def test_bad_params_are_refused_before_any_work(dag_test, db):
     result = dag_test("cron_ledger", conf={"ledger_paths": 42})
     assert result.returncode != 0
     assert db.execute("SELECT count(*) FROM ops.ledger_files").fetchone()[0] == 0
-
-
-def test_ensure_variables_sets_missing_deadline_variables(devenv):
-    env = devenv.env()
-    for key in [k for k in env if k.startswith("AIRFLOW_VAR_DEADLINE_")]:
-        env.pop(key)
-    airflow = str(REPO_ROOT / ".venv" / "bin" / "airflow")
-    subprocess.run([airflow, "variables", "delete", "deadline_cron_ledger_seconds"], env=env,
-                   capture_output=True, timeout=120)  # fmt: skip
-    subprocess.run([airflow, "variables", "set", "deadline_analytics_weekly_seconds", "999"],
-                   env=env, check=True, capture_output=True, timeout=120)  # fmt: skip
-    cli = [sys.executable, "-m", "include.analytics_ops.deadlines", "ensure-variables"]
-    result = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300,
-                            cwd=REPO_ROOT)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "set deadline_cron_ledger_seconds=600" in result.stdout
-    assert "deadline_analytics_weekly_seconds" not in result.stdout  # existing value kept
-    listed = subprocess.run([airflow, "variables", "list", "-o", "json"], env=env,
-                            capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
-    values = {r["key"]: r.get("val") for r in json.loads(listed.stdout[listed.stdout.find("[") :])}
-    assert set(values) >= {f"deadline_{d}_seconds" for d in ("analytics_nightly",
-                           "analytics_hourly", "inventory_refresh", "analytics_weekly",
-                           "cron_ledger")}  # fmt: skip
-    again = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300,
-                           cwd=REPO_ROOT)  # fmt: skip
-    assert "every deadline Variable exists" in again.stdout
 
 
 def test_a_failing_run_alerts_through_task_and_dag_callbacks(dag_test, db):

@@ -6,7 +6,7 @@ devenv's PostgreSQL metadata DB), started and stopped by the test:
   even after the deadline passed (Airflow 3.3.2 still fires it for failed runs, #60927);
 - the health monitor's REST source reads the same runs from the live API.
 
-Probe DAGs are written to a temp folder; their deadline Variables come from AIRFLOW_VAR_...
+Probe DAGs are written to a temp folder; their deadlines come from DEADLINE_<DAG_ID>_SECONDS.
 Run alone: ``.venv/bin/python -m pytest -m scheduler tests/e2e/test_deadline_scheduler.py``.
 """
 
@@ -88,8 +88,8 @@ def standalone(devenv, tmp_path):
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         AIRFLOW__CORE__PARALLELISM="4",
-        AIRFLOW_VAR_DEADLINE_DEADLINE_SLEEPY_SECONDS="5",
-        AIRFLOW_VAR_DEADLINE_DEADLINE_FAILING_SECONDS=str(FAILING_DEADLINE_S),
+        DEADLINE_DEADLINE_SLEEPY_SECONDS="5",
+        DEADLINE_DEADLINE_FAILING_SECONDS=str(FAILING_DEADLINE_S),
     )
     services = Standalone(env, tmp_path / "standalone.log")
     try:

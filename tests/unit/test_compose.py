@@ -54,8 +54,10 @@ def test_common_env_runs_celery_with_project_on_pythonpath_and_no_examples(compo
     assert env["PYTHONPATH"] == "/opt/airflow"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "false"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].endswith(":8080/execution/")
-    assert env["AIRFLOW_CONN_ANALYTICS_DB"].startswith("postgresql://analytics:")
-    assert "@postgres:5432/analytics" in env["AIRFLOW_CONN_ANALYTICS_DB"]
+    assert env["AIRFLOW_CONN_ANALYTICS_DB"].startswith(
+        "${AIRFLOW_CONN_ANALYTICS_DB:-postgresql://analytics:"
+    )
+    assert "@postgres:5432/analytics}" in env["AIRFLOW_CONN_ANALYTICS_DB"]
 
 
 def test_code_is_mounted_and_secrets_come_from_env_file(compose):
@@ -68,34 +70,101 @@ def test_code_is_mounted_and_secrets_come_from_env_file(compose):
         "/opt/airflow/airflow_local_settings.py",
     } <= mounts
     assert common["env_file"] == [{"path": ".env", "required": False}]
-    assert common["build"] == "."
     text = COMPOSE.read_text()
     assert "phx_" not in text and "ghp_" not in text  # no upstream credentials in the file
 
 
-def test_init_applies_airflow_and_project_migrations_pools_and_deadline_variables():
+def test_init_applies_migrations_creates_pools_and_sets_no_variables():
     init = (ROOT / "docker" / "init.sh").read_text()
     for step in (
         "airflow db migrate",
         "airflow users create",
         "python -m include.analytics_ops.migrate",
-        "airflow pools import /opt/airflow/include/airflow_pools.json",
-        "python -m include.analytics_ops.deadlines ensure-variables",
+        "python -m include.analytics_ops.pools ensure",
     ):
         assert step in init, step
+    # Deadlines are plain timedeltas now: nothing may depend on Variables being set at init.
+    assert "variables" not in init
     assert (
         "CREATE DATABASE analytics"
         in (ROOT / "docker" / "postgres-init" / "10-analytics-db.sh").read_text()
     )
 
 
-def test_dockerfile_extends_the_official_image_with_pinned_requirements():
+def test_postgres_init_passes_the_password_as_a_psql_variable_not_spliced_sql():
+    script = (ROOT / "docker" / "postgres-init" / "10-analytics-db.sh").read_text()
+    assert "PASSWORD :'analytics_password'" in script
+    assert "<<-'SQL'" in script  # quoted heredoc: the shell does not expand inside the SQL
+    assert "PASSWORD '${" not in script
+
+
+def test_compose_requires_every_shared_secret_and_password():
+    from tests.topology.compose import ComposeError, load_compose
+
+    with pytest.raises(ComposeError, match=r"AIRFLOW_DB_PASSWORD|AIRFLOW_JWT_SECRET"):
+        load_compose({})
+    common = yaml.safe_load(COMPOSE.read_text())["x-airflow-common"]["environment"]
+    for key, var in (
+        ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW_JWT_SECRET"),
+        ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW_FERNET_KEY"),
+        ("AIRFLOW__API__SECRET_KEY", "AIRFLOW_API_SECRET_KEY"),
+    ):
+        assert common[key].startswith("${" + var + ":?"), key
+    text = COMPOSE.read_text()
+    assert ":-airflow}" not in text and ":-analytics}" not in text  # no known default passwords
+    secrets = {"AIRFLOW_JWT_SECRET": "j", "AIRFLOW_FERNET_KEY": "f", "AIRFLOW_API_SECRET_KEY": "s",
+               "AIRFLOW_DB_PASSWORD": "p", "ANALYTICS_DB_PASSWORD": "a",
+               "_AIRFLOW_WWW_USER_PASSWORD": "w"}  # fmt: skip
+    for missing in secrets:
+        with pytest.raises(ComposeError, match=missing):
+            load_compose({k: v for k, v in secrets.items() if k != missing})
+    full = load_compose(secrets)
+    env = full["x-airflow-common"]["environment"]
+    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == "j"
+    # every Airflow service shares the same secrets (the anchor is merged, not overridden)
+    for name, svc in full["services"].items():
+        if name.startswith("airflow-"):
+            assert svc["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == "j", name
+
+
+def test_the_ui_is_published_on_loopback_unless_the_user_opts_in():
+    from tests.topology.compose import load_compose
+
+    secrets = {k: "x" for k in ("AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY",
+               "AIRFLOW_API_SECRET_KEY", "AIRFLOW_DB_PASSWORD", "ANALYTICS_DB_PASSWORD",
+               "_AIRFLOW_WWW_USER_PASSWORD")}  # fmt: skip
+    ports = load_compose(secrets)["services"]["airflow-apiserver"]["ports"]
+    assert ports == ["127.0.0.1:8080:8080"]
+    opened = load_compose({**secrets, "AIRFLOW_UI_BIND": "0.0.0.0"})
+    assert opened["services"]["airflow-apiserver"]["ports"] == ["0.0.0.0:8080:8080"]
+
+
+def test_init_refuses_passwords_that_a_url_would_mangle(tmp_path):
+    init = ROOT / "docker" / "init.sh"
+    env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", str(init)],
+        env={**env, "AIRFLOW_DB_PASSWORD": "p@ss/word", "ANALYTICS_DB_PASSWORD": "ok"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "AIRFLOW_DB_PASSWORD must be set and URL-safe" in result.stderr
+    assert "p@ss/word" not in result.stderr + result.stdout  # never echoed
+
+
+def test_dockerfile_installs_exactly_the_runtime_lock_on_plain_python():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "\nFROM apache/airflow:3.3.2\n" in dockerfile
-    assert "requirements.txt" in dockerfile
-    requirements = (ROOT / "requirements.txt").read_text().splitlines()
-    assert "apache-airflow==3.3.2" in requirements
-    assert all("==" in line for line in requirements if line and not line.startswith("#"))
+    assert "FROM python:3.11-slim-bookworm AS runtime" in dockerfile
+    runtime = dockerfile.split("FROM runtime AS sandbox")[0]
+    assert "pip install -r /tmp/requirements.txt && pip check" in runtime
+    assert "requirements-dev" not in runtime
+    # the default target (the last stage) is the runtime, without the dev tools
+    assert dockerfile.rstrip().splitlines()[-1] == "FROM runtime AS production"
+    compose = yaml.safe_load(COMPOSE.read_text())
+    assert compose["x-airflow-common"]["build"] == {"context": ".", "target": "production"}
+    assert compose["services"]["sandbox"]["build"]["target"] == "sandbox"
 
 
 def test_env_example_has_placeholders_only():
@@ -120,3 +189,13 @@ def test_env_example_has_placeholders_only():
                     assert "CHANGE_ME" in fields[key], line
         elif "://" in value and "@" in value:
             assert re.search(r"://[^:/@]+:CHANGE_ME@", value), line
+
+
+def test_env_example_names_every_value_compose_requires():
+    import re
+
+    required = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):\?", COMPOSE.read_text()))
+    assert {"AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "AIRFLOW_DB_PASSWORD"} <= required
+    example = (ROOT / ".env.example").read_text()
+    for name in required:
+        assert re.search(rf"^{name}=$", example, re.M), f"{name}= missing from .env.example"

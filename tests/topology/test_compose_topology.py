@@ -1,0 +1,208 @@
+"""docker-compose.yaml's deployment, run as processes (tests/topology/conftest.py): every DAG
+through the REST API on Celery workers, the scheduler's own hourly window, mapped tasks on both
+workers, a deadline in the separate triggerer, and a worker killed mid-ingest."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.topology.compose import REPO_ROOT
+
+pytestmark = [pytest.mark.topology]
+
+
+def test_services_run_in_their_own_homes_with_generated_configs(deployment):
+    homes = {name: spec.root for name, spec in deployment.topo.specs.items()}
+    airflow_services = [n for n in homes if n.startswith("airflow-") and n != "airflow-init"]
+    assert len(airflow_services) == 6  # api-server, scheduler, dag-processor, triggerer, 2 workers
+    assert len({homes[n] for n in airflow_services}) == 6
+    for name in airflow_services:
+        spec = deployment.topo.specs[name]
+        assert spec.env["AIRFLOW_HOME"] == str(spec.root)
+        assert (spec.root / "airflow.cfg").exists(), name
+        # the container's mounts: the repo's code, the shared logs/artifacts/ledger folders
+        assert (spec.root / "dags").resolve() == REPO_ROOT / "dags", name
+        assert (spec.root / "include").resolve() == REPO_ROOT / "include", name
+
+
+DAG_IDS = ("analytics_hourly", "analytics_nightly", "inventory_refresh", "analytics_weekly",
+           "cron_ledger")  # fmt: skip
+EVENTS_PER_HOUR = 2000
+
+
+def _window_rows(dep, start, end) -> int:
+    with dep.db() as conn:
+        return conn.execute(
+            "SELECT count(*) FROM analytics.posthog_events"
+            " WHERE created_at >= %s AND created_at < %s",
+            (start, end),
+        ).fetchone()[0]
+
+
+def _scheduled_runs(dep, dag_id: str) -> list[dict]:
+    runs = dep.api("GET", f"/dags/{dag_id}/dagRuns").json()["dag_runs"]
+    return [r for r in runs if r["run_type"] == "scheduled"]
+
+
+def _drop_scheduled_runs(dep, dag_id: str) -> None:
+    for run in dep.wait(f"{dag_id}'s latest scheduled run", lambda: _scheduled_runs(dep, dag_id)):
+        path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+        if run["state"] != "success":  # a running run cannot be deleted
+            assert dep.api("PATCH", path, json={"state": "success"}).status_code == 200
+        resp = dep.api("DELETE", path)
+        assert resp.status_code == 204, resp.text
+
+
+def test_the_scheduler_creates_and_ingests_the_last_complete_hour(deployment):
+    dep = deployment
+    dep.sandbox("POST", "/_sandbox/faults", {"posthog_events_per_hour": EVENTS_PER_HOUR})
+    for dag_id in DAG_IDS:
+        dep.wait(
+            f"{dag_id} parsed", lambda d=dag_id: dep.api("GET", f"/dags/{d}").status_code == 200
+        )
+        resp = dep.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        assert resp.status_code == 200, resp.text
+    # Unpausing makes the scheduler create each DAG's latest scheduled run (as in production);
+    # those of the daily/weekly/2-hourly DAGs would judge days without data here: drop them.
+    for dag_id in ("analytics_nightly", "analytics_weekly", "inventory_refresh"):
+        _drop_scheduled_runs(dep, dag_id)
+    start = datetime.fromisoformat(dep.values["ANALYTICS_HOURLY_START"])
+
+    def scheduled_run():
+        runs = dep.api("GET", "/dags/analytics_hourly/dagRuns").json()["dag_runs"]
+        return next((r for r in runs if r["run_type"] == "scheduled"), None)
+
+    run = dep.wait("the scheduler's own hourly run", scheduled_run, timeout=120)
+    assert datetime.fromisoformat(run["data_interval_start"]) == start
+    dep.wait_run("analytics_hourly", run["dag_run_id"], timeout=300)
+    assert _window_rows(dep, start, start + timedelta(hours=1)) == EVENTS_PER_HOUR
+    with dep.db() as conn:
+        mark = conn.execute(
+            "SELECT complete_until FROM ops.watermarks WHERE stream = 'posthog'"
+        ).fetchone()
+    assert mark is not None and mark[0] >= start + timedelta(hours=1)
+
+
+def test_every_dag_triggered_through_the_rest_api_succeeds_on_celery(deployment):
+    dep = deployment
+    start = datetime.fromisoformat(dep.values["ANALYTICS_HOURLY_START"])
+    with dep.db() as conn:
+        from include.sandbox.generator import load_sample_data, write_ladder_file
+
+        load_sample_data(dep.analytics_dsn)
+        clients = conn.execute(
+            "SELECT count(*) FROM analytics.client_api_credentials WHERE status = 'connected'"
+        ).fetchone()[0]
+    ladder = write_ladder_file(Path(dep.values["LEDGER_HOST_DIR"]) / "ladder.jsonl", lines=7)
+    # Calls that take a moment, so the mapped refresh batches overlap on the two workers.
+    dep.sandbox("POST", "/_sandbox/faults", {"inventory_latency_ms": 1500})
+    earlier = start - timedelta(hours=1)
+    confs = {
+        "analytics_hourly": {
+            "window_start": earlier.isoformat().replace("+00:00", "Z"),
+            "window_end": start.isoformat().replace("+00:00", "Z"),
+        },
+        "analytics_nightly": {"target_date": "2026-11-20"},
+        "inventory_refresh": {},
+        "analytics_weekly": {"week_ending": "2026-11-22"},
+        "cron_ledger": {},
+    }
+    runs = {dag_id: dep.trigger(dag_id, conf) for dag_id, conf in confs.items()}
+    for dag_id, run_id in runs.items():
+        dep.wait_run(dag_id, run_id, timeout=420)
+    assert _window_rows(dep, earlier, start) == EVENTS_PER_HOUR
+    with dep.db() as conn:
+        proof = conn.execute(
+            "SELECT status FROM analytics.sampling_proofs WHERE target_date = '2026-11-20'"
+        ).fetchone()
+        refreshed = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'success')"
+            " FROM analytics.inventory_refresh_results WHERE run_id = %s",
+            (runs["inventory_refresh"],),
+        ).fetchone()
+        ledger = conn.execute("SELECT count(*) FROM ops.ledger_entries").fetchone()[0]
+    assert proof == ("passed",)
+    assert refreshed == (clients * 3, clients * 3)
+    assert ledger == ladder["lines"] - ladder["malformed"] > 0
+    artifacts = Path(dep.values["ARTIFACTS_HOST_DIR"])
+    assert (artifacts / "exports" / "metrics-weekly-20261123.csv").exists()
+
+    # The mapped refresh instances ran on both Celery workers.
+    tis = dep.api(
+        "GET", f"/dags/inventory_refresh/dagRuns/{runs['inventory_refresh']}/taskInstances"
+    ).json()["task_instances"]
+    mapped = [t for t in tis if t["task_id"] == "refresh_client"]
+    assert len(mapped) >= 3, [(t["task_id"], t["map_index"]) for t in tis]
+    workers = {
+        name
+        for name in deployment.topo.procs
+        if name.startswith("airflow-worker")
+        and "inventory_refresh" in deployment.topo.log_path(name).read_text(errors="replace")
+    }
+    assert len(workers) == 2, workers
+
+
+def test_a_worker_killed_mid_ingest_the_window_completes_exactly_once(deployment):
+    """SIGKILL of the Celery worker running ``ingest_events`` (a lost node / OOM kill): the
+    scheduler notices the dead task, retries it on the other worker, and the window ends with
+    every event exactly once. The run overruns its (45 s) deadline meanwhile, which the separate
+    triggerer turns into an alert."""
+    dep = deployment
+    start = datetime.fromisoformat(dep.values["ANALYTICS_HOURLY_START"])
+    window = (start - timedelta(hours=2), start - timedelta(hours=1))
+    dep.sandbox("POST", "/_sandbox/faults", {"posthog_latency_ms": 700})
+    run_id = dep.trigger(
+        "analytics_hourly",
+        {
+            "window_start": window[0].isoformat().replace("+00:00", "Z"),
+            "window_end": window[1].isoformat().replace("+00:00", "Z"),
+            "page_size": 100,
+        },
+    )
+
+    def loading_worker():
+        # A page is committed (checkpoint) and more are to come: find who runs it.
+        loaded = _window_rows(dep, *window)
+        if not 0 < loaded < EVENTS_PER_HOUR // 2:
+            return None
+        return next(
+            (
+                name
+                for name in dep.topo.procs
+                if name.startswith("airflow-worker")
+                and dep.topo.procs[name].poll() is None
+                and run_id in dep.topo.log_path(name).read_text(errors="replace")
+            ),
+            None,
+        )
+
+    victim = dep.wait("ingest_events half-way on a worker", loading_worker, timeout=180, every=0.5)
+    dep.topo.kill(victim)
+    dep.sandbox("POST", "/_sandbox/faults", {"posthog_latency_ms": None})
+    dep.wait_run("analytics_hourly", run_id, timeout=400)
+
+    with dep.db() as conn:
+        loaded, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT uuid) FROM analytics.posthog_events"
+            " WHERE created_at >= %s AND created_at < %s",
+            window,
+        ).fetchone()
+        attempts = conn.execute(
+            "SELECT count(DISTINCT try_number) FROM ops.job_runs"
+            " WHERE dag_id = 'analytics_hourly' AND task_id = 'ingest_events' AND run_id = %s",
+            (run_id,),
+        ).fetchone()[0]
+        dead = conn.execute(
+            "SELECT count(*) FROM ops.dead_letters WHERE stream = 'posthog'"
+        ).fetchone()[0]
+        deadline = conn.execute(
+            "SELECT severity, source FROM ops.alerts WHERE dedup_key = %s",
+            (f"deadline_missed:analytics_hourly:{run_id}",),
+        ).fetchone()
+    assert loaded == distinct == EVENTS_PER_HOUR
+    assert dead == 0
+    assert attempts >= 2  # the killed attempt and the one that finished
+    assert deadline == ("critical", "deadline")

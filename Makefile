@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements-installed
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
-.PHONY: venv lint test test-unit test-scheduler demo up bench report-screenshot clean lock
+.PHONY: venv lint test test-unit test-scheduler test-topology demo up bench report-screenshot clean lock
 
 ## The local venv = the runtime lock (exactly what the image installs) + the dev tools on top.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -34,6 +34,10 @@ test-unit: venv
 ## The scheduler-run end-to-end tests alone.
 test-scheduler: venv
 	$(PY) -m pytest -m scheduler $(PYTEST_ARGS)
+
+## The compose deployment as processes (Celery workers, Redis, PostgreSQL): tests/topology.
+test-topology: venv
+	$(PY) -m pytest -m topology $(PYTEST_ARGS)
 
 ## Runs every DAG once end to end on an embedded PostgreSQL and the sandbox upstreams.
 demo: venv

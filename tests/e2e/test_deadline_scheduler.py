@@ -153,3 +153,4 @@ def test_deadline_alerts_under_a_real_scheduler(standalone, db):
     assert sleepy_runs[0].state in ("running", "success") and sleepy_runs[0].start is not None
     assert [r.state for r in source.dag_runs("deadline_failing")] == ["failed"]
     assert source.is_paused("deadline_sleepy") is False
+    assert source.pools()["posthog_api"] == 3  # created by every deployment path (pools ensure)

@@ -193,7 +193,9 @@ def deployment(tmp_path_factory) -> Iterator[Deployment]:
         dep.wait("the sandbox", lambda: _sandbox_up(dep), timeout=60, every=0.5)
         init = topo.run(topo.spec("airflow-init"), timeout=600)
         assert init.returncode == 0, topo.tail("airflow-init", 80)
-        api_port = {"AIRFLOW__API__PORT": str(ports["airflow-apiserver"])}
+        # The container's port 8080 is published on a free loopback port here.
+        api_port = {"AIRFLOW__API__PORT": str(ports["airflow-apiserver"]),
+                    "AIRFLOW__API__HOST": "127.0.0.1"}  # fmt: skip
         topo.start(topo.spec("airflow-apiserver", extra_env=api_port))
         for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
             topo.start(topo.spec(name))

@@ -179,6 +179,23 @@ def _dag_states(
     return runs_by_dag
 
 
+def _pool_states(
+    primary: RunSource | None, now: datetime, result: EvaluationResult
+) -> list[HealthState]:
+    """Pools the DAGs need, from the primary source (ops.job_runs cannot see pools)."""
+    from include.analytics_ops.monitoring.pools import pool_states
+    from include.analytics_ops.pools import required_pools
+
+    if primary is None or result.fallback_reason or not hasattr(primary, "pools"):
+        return []
+    try:
+        existing, waiting = primary.pools(), primary.waiting_tasks()
+    except SourceUnavailable as exc:
+        log.warning("pools not checked: %s", exc)
+        return []
+    return pool_states(existing, waiting, required_pools(), now, primary.name)
+
+
 def _ledger_states(conn: psycopg.Connection, now: datetime) -> list[HealthState]:
     specs, default_interval, default_grace = registry.settings_for_ledger()
     names = [
@@ -307,6 +324,7 @@ def evaluate_all(
     previous = store.previous_states(conn)
     jobs_to_check = list(dag_jobs) if dag_jobs is not None else registry.dag_jobs()
     runs_by_dag = _dag_states(conn, now, primary, previous, result, jobs_to_check)
+    result.states += _pool_states(primary, now, result)
     result.states += _ledger_states(conn, now)
     if check_artifacts:
         result.states += evaluate_artifacts(

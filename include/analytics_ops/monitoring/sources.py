@@ -161,6 +161,16 @@ class AirflowApiSource:
         if self._client is not None:
             self._client.close()
 
+    def pools(self) -> dict[str, int]:
+        """name -> slots of every pool Airflow knows."""
+        data = self._get("/api/v2/pools", limit=1000) or {}
+        return {p["name"]: int(p["slots"]) for p in data.get("pools", [])}
+
+    def waiting_tasks(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Task instances in ``scheduled`` state (waiting for a slot), every DAG and run."""
+        data = self._get("/api/v2/dags/~/dagRuns/~/taskInstances", state="scheduled", limit=limit)
+        return list((data or {}).get("task_instances", []))
+
 
 class AirflowCliSource:
     name = "airflow_cli"
@@ -191,6 +201,17 @@ class AirflowCliSource:
 
     def is_paused(self, dag_id: str) -> bool | None:
         return None
+
+    def pools(self) -> dict[str, int]:
+        from include.analytics_ops.pools import existing_pools
+
+        try:
+            return existing_pools()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
+            raise SourceUnavailable(f"airflow pools list failed: {exc}") from exc
+
+    def waiting_tasks(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return []  # the CLI has no cheap cross-DAG listing; missing pools are still found
 
 
 _SCHEDULED_ID = re.compile(r"^scheduled__(.+)$")

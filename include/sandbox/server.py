@@ -41,7 +41,12 @@ from include.sandbox.constants import DEFAULT_SEED
 from include.sandbox.github import GitHubService
 from include.sandbox.http import Request, Response, Server
 from include.sandbox.inventory import InventoryService
-from include.sandbox.posthog import SERVER_ERRORS, PostHogService, parse_injected_event
+from include.sandbox.posthog import (
+    SERVER_ERRORS,
+    PostHogService,
+    injected_visibility,
+    parse_injected_event,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -284,7 +289,12 @@ class Sandbox:
                 if not isinstance(items, list):
                     raise ValueError("body must be a JSON list of events")
                 rows = [parse_injected_event(item) for item in items]
-                return Response(200, {"added": self.posthog.store.add_events(rows)})
+                visible = {
+                    row[1]: injected_visibility(item)
+                    for row, item in zip(rows, items, strict=True)
+                    if item.get("visible_at")
+                }
+                return Response(200, {"added": self.posthog.add_events(rows, visible)})
         except (ValueError, KeyError, TypeError) as exc:
             return Response(400, {"error": str(exc)})
         return Response(404, {"error": f"unknown control endpoint {req.method} {req.path}"})

@@ -215,6 +215,10 @@ class PostHogService:
             )
         try:
             self.sb.sleep_latency("posthog", faults)
+            per_k = int(faults.get("posthog_latency_per_1000_rows_ms") or 0)
+            if per_k:  # a bigger page takes longer (holding its concurrency slot)
+                rows = min(parsed.limit, MAX_LIMIT) if parsed.limit is not None else DEFAULT_LIMIT
+                time.sleep(per_k * rows / 1000 / 1000)
             try:
                 result = self.execute(parsed, faults)
             except clickhouse.EngineError as exc:

@@ -53,6 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FAULTS: dict[str, Any] = {
     "latency_ms": 0,
     "posthog_latency_ms": 0,
+    "posthog_latency_per_1000_rows_ms": 0,
     "inventory_latency_ms": 0,
     "github_latency_ms": 0,
     "posthog_error_rate": 0.0,
@@ -75,6 +76,7 @@ _RATES = ("posthog_error_rate", "posthog_malformed_rate", "inventory_error_rate"
 _INTS = (
     "latency_ms",
     "posthog_latency_ms",
+    "posthog_latency_per_1000_rows_ms",
     "inventory_latency_ms",
     "github_latency_ms",
     "posthog_429_burst",

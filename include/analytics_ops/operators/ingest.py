@@ -11,7 +11,10 @@ before ``dag_run.run_after``.
 Settle delay: a window is read only ``POSTHOG_SETTLE_MINUTES`` (15) after its end, because PostHog
 is still receiving its events (arrival lag). A scheduled run starts right at the window end, so the
 ingest task *defers* until then (``DateTimeTrigger`` in the triggerer): no worker slot and no
-``posthog_api`` pool slot are held while waiting, and the wait shows as "deferred" in the UI.
+``posthog_api`` pool slot are held while waiting, and the wait shows as "deferred" in the UI. A
+PostHog throttle whose hint ("Expected available in 1200 seconds") is longer than
+``POSTHOG_MAX_INLINE_WAIT_SECONDS`` or the task's time budget is waited out the same way: the
+attempt stays ``running`` in ``ops.job_runs`` and resumes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -125,20 +128,22 @@ class IngestEventsOperator(BaseOperator):
         cfg = _config(context)
         when = ready_at(window, cfg)
         if datetime.now(UTC) < when:
-            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-
-            self.log.info(
-                "window %s settles at %s (end + %s): deferring until then",
-                window.label,
-                when.isoformat(),
-                cfg.settle,
-            )
-            self.defer(
-                trigger=DateTimeTrigger(moment=when),
-                method_name="execute_settled",
-                timeout=(when - datetime.now(UTC)) + timedelta(hours=1),
+            self._defer_until(
+                when, f"window {window.label} settles at {when.isoformat()} (end + {cfg.settle})"
             )
         self._ingest(context, window, cfg)
+
+    def _defer_until(self, when: datetime, why: str) -> None:
+        """Wait in the triggerer (no worker slot, no ``posthog_api`` pool slot), then resume in
+        ``execute_settled`` — the settle delay and long PostHog throttles alike."""
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        self.log.info("%s: deferring until %s", why, when.isoformat())
+        self.defer(
+            trigger=DateTimeTrigger(moment=when),
+            method_name="execute_settled",
+            timeout=(when - datetime.now(UTC)) + timedelta(hours=1),
+        )
 
     def execute_settled(self, context: Any, event: Any = None) -> None:
         self._ingest(context, _window_from_context(context), _config(context))
@@ -148,7 +153,11 @@ class IngestEventsOperator(BaseOperator):
 
         from include.analytics_ops import db, store
         from include.analytics_ops.ingest.loader import WindowError, WindowNotSettled, ingest_window
-        from include.analytics_ops.ingest.posthog import PostHogClient, PostHogFatalError
+        from include.analytics_ops.ingest.posthog import (
+            PostHogClient,
+            PostHogFatalError,
+            ThrottledFor,
+        )
 
         reprocess = str(self.reprocess).lower() in ("1", "true", "yes") or bool(
             _params(context).get("reprocess")
@@ -163,6 +172,7 @@ class IngestEventsOperator(BaseOperator):
                 max_attempts=cfg.max_attempts,
                 backoff_base=cfg.backoff_base,
                 backoff_cap=cfg.backoff_cap,
+                max_inline_wait=cfg.max_inline_wait,
             )
         except db.ConfigError as exc:
             raise AirflowFailException(str(exc)) from exc
@@ -175,6 +185,8 @@ class IngestEventsOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
         except WindowNotSettled as exc:  # a manual window too close to now: retry later
             raise RuntimeError(str(exc)) from exc
+        except ThrottledFor as exc:  # "Expected available in N seconds": wait in the triggerer
+            self._defer_until(datetime.now(UTC) + timedelta(seconds=exc.seconds), str(exc))
         self.log.info(
             "%s: %d fetched = %d loaded (%d new) + %d dead-lettered in %d page(s), %.1fs; "
             "PostHog calls %s, errors %s, rate-limit hits %s",

@@ -1,0 +1,173 @@
+"""PostHog's real edges (issue 14): values that would block the stream, bodies that do not decode,
+rule changes, same uuid with other content, long throttles and read timeouts.
+
+Real PostgreSQL, the sandbox's Query API on loopback (HogQL on chDB)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+
+from include.analytics_ops import store
+from include.analytics_ops.dates import pt_day_bounds
+from include.analytics_ops.ingest import STREAM
+from include.analytics_ops.ingest.config import IngestConfig
+from include.analytics_ops.ingest.loader import DUPLICATE_REASON, Window, ingest_window
+from include.analytics_ops.ingest.posthog import ThrottledFor
+from include.analytics_ops.ingest.rollups import rollup_window
+from tests.integration.test_ingest_loader import (
+    KEY,
+    WINDOW,
+    loaded_uuids,
+    make_client,
+    purchases,
+    source_uuids,
+)
+
+CFG = IngestConfig(page_size=97, min_page_size=10)
+
+
+@pytest.fixture
+def conn(db, pg_dsn):
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        yield c
+
+
+def open_dead(conn) -> dict[str, str]:
+    return {d["source_key"]: d["reason"] for d in store.open_dead_letters(conn, STREAM)}
+
+
+def test_revenue_1e15_is_a_dead_letter_and_the_watermark_still_advances(conn, sandbox):
+    extra = purchases(WINDOW, 3)
+    extra[1]["properties"]["revenue"] = 1e15  # would overflow numeric(14, 2) in daily_metrics
+    sandbox.add_events(extra)
+    conn.execute(
+        "INSERT INTO ops.watermarks (stream, complete_until) VALUES (%s, %s)",
+        (STREAM, WINDOW.start),
+    )
+    cfg = replace(CFG, ingest_start=pt_day_bounds(date(2026, 11, 17))[0])  # daily_metrics too
+    with make_client(sandbox.url) as client:
+        result = ingest_window(conn, client, WINDOW, cfg)
+    rollup = rollup_window(conn, WINDOW.start, WINDOW.end, cfg)
+    assert rollup.watermark == WINDOW.end and rollup.era_dates == [date(2026, 11, 17)]
+    assert result.dead_lettered == 1
+    assert "outside the configured range" in open_dead(conn)[extra[1]["uuid"]]
+    assert set(loaded_uuids(conn, WINDOW)) == set(source_uuids(WINDOW, extra)) - {extra[1]["uuid"]}
+
+
+def test_a_body_that_does_not_decode_costs_one_dead_letter_not_the_window(conn, sandbox):
+    extra = purchases(WINDOW, 40)
+    extra[23]["distinct_id"] = "seeker-\ud800"  # a lone surrogate: not valid UTF-8 on the wire
+    sandbox.add_events(extra)
+    with make_client(sandbox.url, max_attempts=3) as client:
+        result = ingest_window(conn, client, WINDOW, CFG, key=KEY)
+    bad = extra[23]["uuid"]
+    assert result.status == "partial" and result.dead_lettered == 1
+    assert open_dead(conn)[bad].startswith("undecodable response body")
+    assert set(loaded_uuids(conn, WINDOW)) == set(source_uuids(WINDOW, extra)) - {bad}
+    assert result.fetched == len(source_uuids(WINDOW, extra))
+
+
+def test_reprocess_after_a_rule_change_leaves_each_uuid_in_exactly_one_place(conn, sandbox):
+    extra = purchases(WINDOW, 30)
+    for i, event in enumerate(extra):
+        if i % 3 == 0:
+            del event["properties"]["order_id"]  # rejected by the first rules only
+        if i % 5 == 0:
+            event["properties"]["currency"] = "USD"
+    sandbox.add_events(extra)
+    first = replace(CFG, required={"purchase": ("revenue", "order_id")})
+    second = replace(CFG, required={"purchase": ("revenue", "currency")})
+    with make_client(sandbox.url) as client:
+        ingest_window(conn, client, WINDOW, first)
+        ingest_window(conn, client, WINDOW, second, reprocess=True)
+    loaded = set(loaded_uuids(conn, WINDOW))
+    dead = open_dead(conn)
+    for i, event in enumerate(extra):
+        uid = event["uuid"]
+        assert (uid in loaded) != (uid in dead), (i, uid in loaded, dead.get(uid))
+        assert (uid in loaded) == (i % 5 == 0), i
+    resolved = conn.execute(
+        "SELECT count(*) FROM ops.dead_letters WHERE resolution = 'reloaded: now valid'"
+    ).fetchone()[0]
+    assert resolved == sum(1 for i in range(30) if i % 3 == 0 and i % 5 == 0)
+
+
+def _versions(window_a: Window, window_b: Window) -> list[dict]:
+    base = {
+        "uuid": "01930000-0000-7000-8000-0000000000dd",
+        "event": "purchase",
+        "distinct_id": "seeker-dup",
+        "timestamp": (window_a.start + timedelta(minutes=5)).isoformat(),
+    }
+    return [
+        {
+            **base,
+            "created_at": (window_a.start + timedelta(minutes=6)).isoformat(),
+            "properties": {"revenue": 10, "order_id": "o-dup"},
+        },
+        {
+            **base,
+            "created_at": (window_b.start + timedelta(minutes=6)).isoformat(),
+            "properties": {"revenue": 99, "order_id": "o-dup"},
+        },
+    ]
+
+
+@pytest.mark.parametrize("order", ["ab", "ba"])
+def test_same_uuid_other_content_has_one_winner_whatever_the_window_order(conn, sandbox, order):
+    a = WINDOW
+    b = Window(a.end, a.end + timedelta(hours=1))
+    versions = _versions(a, b)
+    sandbox.add_events(versions)
+    windows = {"a": a, "b": b}
+    with make_client(sandbox.url) as client:
+        for name in order:
+            ingest_window(conn, client, windows[name], CFG)
+    row = conn.execute(
+        "SELECT created_at, properties ->> 'revenue' FROM analytics.posthog_events WHERE uuid = %s",
+        (versions[0]["uuid"],),
+    ).fetchall()
+    # The version PostHog processed first wins, in both orders.
+    assert row == [(datetime.fromisoformat(versions[0]["created_at"]), "10")]
+    dead = store.open_dead_letters(conn, STREAM)
+    assert [(d["source_key"], d["reason"]) for d in dead] == [
+        (versions[0]["uuid"], DUPLICATE_REASON)
+    ]
+    assert json.loads(dead[0]["payload"]["properties"])["revenue"] == 99
+
+
+def test_a_429_expected_in_1200_seconds_completes_without_a_failed_attempt(conn, sandbox):
+    sandbox.set_faults(posthog_429_burst=1, posthog_throttle_seconds=1200)
+    deadline = time.monotonic() + 60  # the attempt's budget is far shorter than the hint
+    client = make_client(sandbox.url, max_inline_wait=120)
+    with client, pytest.raises(ThrottledFor) as err:
+        ingest_window(conn, client, WINDOW, CFG, key=KEY, deadline=deadline)
+    assert 1200 <= err.value.seconds <= 1202
+    assert conn.execute("SELECT status FROM ops.job_runs").fetchall() == [("running",)]
+    # The operator waits in the triggerer, then resumes the same try (execute_settled).
+    with make_client(sandbox.url, max_inline_wait=120) as client:
+        result = ingest_window(conn, client, WINDOW, CFG, key=KEY, deadline=deadline)
+    assert result.loaded == len(source_uuids(WINDOW))
+    runs = conn.execute("SELECT try_number, status FROM ops.job_runs").fetchall()
+    assert runs == [(1, "completed")]
+    assert conn.execute(
+        "SELECT count(*) FROM ops.job_events WHERE event_type = 'rate_limited'"
+    ).fetchone() == (1,)
+
+
+def test_a_read_timeout_shrinks_the_page(conn, sandbox):
+    # 1 s per 1000 rows of LIMIT: 2000 rows take 2 s > the 1.2 s read timeout, 500 rows 0.5 s.
+    sandbox.set_faults(posthog_latency_per_1000_rows_ms=1000)
+    cfg = IngestConfig(page_size=2000, min_page_size=250, request_timeout=1.2, max_attempts=2)
+    with make_client(sandbox.url, timeout=cfg.request_timeout, max_attempts=2) as client:
+        result = ingest_window(conn, client, WINDOW, cfg)
+        assert client.stats.page_shrinks >= 1
+    assert sorted(loaded_uuids(conn, WINDOW)) == sorted(source_uuids(WINDOW))
+    assert result.status == "completed"
+    assert datetime.now(UTC) > WINDOW.end

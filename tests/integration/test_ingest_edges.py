@@ -18,7 +18,7 @@ from include.analytics_ops.dates import pt_day_bounds
 from include.analytics_ops.ingest import STREAM
 from include.analytics_ops.ingest.config import IngestConfig
 from include.analytics_ops.ingest.loader import DUPLICATE_REASON, Window, ingest_window
-from include.analytics_ops.ingest.posthog import ThrottledFor
+from include.analytics_ops.ingest.posthog import PostHogFatalError, ThrottledFor
 from include.analytics_ops.ingest.rollups import rollup_window
 from tests.integration.test_ingest_loader import (
     KEY,
@@ -171,3 +171,71 @@ def test_a_read_timeout_shrinks_the_page(conn, sandbox):
     assert sorted(loaded_uuids(conn, WINDOW)) == sorted(source_uuids(WINDOW))
     assert result.status == "completed"
     assert datetime.now(UTC) > WINDOW.end
+
+
+def scheduled(window: Window, try_number: int = 1) -> store.RunKey:
+    return store.RunKey(
+        "analytics_hourly",
+        "ingest_events",
+        f"scheduled__{window.start:%Y%m%dT%H}",
+        try_number=try_number,
+        run_type="scheduled",
+    )
+
+
+def manual(window: Window) -> store.RunKey:
+    return store.RunKey("analytics_hourly", "ingest_events", f"manual__{window.start:%H}")
+
+
+def run(conn, url, window, cfg, key):
+    with make_client(url) as client:
+        ingest_window(conn, client, window, cfg, key=key)
+    return rollup_window(conn, window.start, window.end, cfg)
+
+
+def test_a_manual_run_of_an_old_window_changes_no_legacy_daily_metrics_row(conn, sandbox):
+    legacy = {date(2026, 11, 15): 111, date(2026, 11, 16): 222}
+    for day, sessions in legacy.items():
+        conn.execute(
+            "INSERT INTO analytics.daily_metrics (metric_date, revenue, orders, sessions,"
+            " conversions) VALUES (%s, 1.00, 1, %s, 1)",
+            (day, sessions),
+        )
+    late = purchases(Window(WINDOW.end, WINDOW.end + timedelta(hours=1)), 2)
+    for event in late:  # arrive in the second scheduled window, happened on legacy 11-15
+        event["timestamp"] = "2026-11-15T20:00:00+00:00"
+    sandbox.add_events(late)
+    old = Window(datetime(2026, 11, 14, 18, tzinfo=UTC), datetime(2026, 11, 14, 19, tzinfo=UTC))
+    second = Window(WINDOW.end, WINDOW.end + timedelta(hours=1))
+    run(conn, sandbox.url, WINDOW, CFG, scheduled(WINDOW))  # the stream starts here
+    run(conn, sandbox.url, old, CFG, manual(old))  # someone reloads an old hour by hand
+    result = run(conn, sandbox.url, second, CFG, scheduled(second))
+    assert date(2026, 11, 15) in result.dates  # the late purchases touched the legacy day ...
+    rows = dict(
+        conn.execute(
+            "SELECT metric_date, sessions FROM analytics.daily_metrics WHERE metric_date < %s",
+            (date(2026, 11, 17),),
+        ).fetchall()
+    )
+    assert rows == legacy  # ... and no legacy row was overwritten
+    assert conn.execute("SELECT started_at FROM ops.stream_starts").fetchone() == (WINDOW.start,)
+
+
+def test_a_failed_first_window_keeps_the_watermark_before_it(conn, sandbox):
+    second = Window(WINDOW.end, WINDOW.end + timedelta(hours=1))
+    sandbox.set_faults(posthog_status_sequence=[400])  # the first window fails at once
+    with make_client(sandbox.url) as client, pytest.raises(PostHogFatalError):
+        ingest_window(conn, client, WINDOW, CFG, key=scheduled(WINDOW))
+    result = run(conn, sandbox.url, second, CFG, scheduled(second))
+    assert result.watermark is None or result.watermark <= WINDOW.start
+    # An old manual window completed meanwhile does not anchor the watermark either.
+    old = Window(datetime(2026, 11, 14, 18, tzinfo=UTC), datetime(2026, 11, 14, 19, tzinfo=UTC))
+    run(conn, sandbox.url, old, CFG, manual(old))
+    # Once the first window is retried and done, the watermark runs through both.
+    assert run(conn, sandbox.url, WINDOW, CFG, scheduled(WINDOW, 2)).watermark == second.end
+    statuses = conn.execute(
+        "SELECT window_start, status FROM ops.job_runs WHERE run_id LIKE 'scheduled__%%'"
+        " ORDER BY id"
+    ).fetchall()
+    assert statuses == [(WINDOW.start, "failed"), (second.start, "completed"),
+                        (WINDOW.start, "completed")]  # fmt: skip

@@ -15,7 +15,7 @@ same name > environment variable > default, see ``include.analytics_ops.config.s
 | ``POSTHOG_BACKOFF_BASE_SECONDS``, ``..._CAP_SECONDS`` | 1, 120 | backoff with full jitter |
 | ``POSTHOG_MAX_INLINE_WAIT_SECONDS`` | 120 | longer throttle hints: waited out deferred |
 | ``POSTHOG_PREFETCH`` | true | fetch page k+1 in a thread while page k is loaded |
-| ``POSTHOG_INGEST_START`` | earliest checkpoint | ISO timestamp: start of the "ingest era" |
+| ``POSTHOG_INGEST_START`` | stored stream start | ISO timestamp: start of the "ingest era" |
 | ``POSTHOG_REQUIRED_PROPERTIES`` | see ``DEFAULT_REQUIRED`` | JSON {event: [property, ...]} |
 | ``POSTHOG_NUMERIC_PROPERTIES`` | see ``DEFAULT_NUMERIC`` | JSON {event: [property, ...]} |
 | ``POSTHOG_EVENT_MAPPING`` | see ``EventMapping`` | JSON overriding fields of the mapping |

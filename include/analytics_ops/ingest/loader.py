@@ -131,6 +131,10 @@ def insert_one_params(row: tuple) -> tuple:
     return (uuid_text(row[0]), *row[1:5], jsonb_text(row[5]))
 
 
+#: Runs whose first window may define the stream start (manual runs of old windows never do).
+STREAM_DEFINING_RUNS = ("scheduled", "backfill")
+
+
 class WindowError(ValueError):
     """A window that cannot be ingested (bad bounds): not retryable."""
 
@@ -709,6 +713,10 @@ def ingest_window(
     if check_settled:
         ensure_settled(window, cfg, now)
     started = time.monotonic()
+    if key is None or key.run_type in STREAM_DEFINING_RUNS:
+        from include.analytics_ops.ingest.rollups import record_stream_start
+
+        record_stream_start(conn, window.start, key.run_type if key else "library call")
     job_run_id = None
     if key is not None:
         job_run_id = store.start_job_run(

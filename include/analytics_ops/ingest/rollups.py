@@ -10,7 +10,8 @@ events of that date — a late event (arrived now, happened days ago) changes it
   rebuilt from all lead events of the pair;
 - ``analytics.daily_metrics`` traffic columns (sessions, conversions, orders, revenue): upserted
   for dates of the *ingest era* only — dates whose whole PT day starts at or after the stream's
-  ingest start (``POSTHOG_INGEST_START``, default: the earliest checkpointed window start). Days
+  ingest start (``POSTHOG_INGEST_START``, default: the stream start stored in
+  ``ops.stream_starts`` by the first scheduled window; manual windows never move it). Days
   before it were loaded by the legacy import and would be clobbered by partial event counts;
   their late events still reach ``posthog_events`` and the entity rollups. Other columns of
   ``daily_metrics`` (ideas) are never touched.
@@ -78,14 +79,28 @@ class RollupResult:
 
 
 # ----------------------------------------------------------------------------- era + watermark
-def era_start(conn: psycopg.Connection, cfg: IngestConfig) -> datetime | None:
-    """Start of the ingest era: the setting, else the earliest checkpointed window of the stream."""
-    if cfg.ingest_start is not None:
-        return cfg.ingest_start
+def stored_stream_start(conn: psycopg.Connection) -> datetime | None:
     row = conn.execute(
-        "SELECT min(window_start) FROM ops.checkpoints WHERE stream = %s", (STREAM,)
+        "SELECT started_at FROM ops.stream_starts WHERE stream = %s", (STREAM,)
     ).fetchone()
     return row[0] if row else None
+
+
+def record_stream_start(conn: psycopg.Connection, start: datetime, recorded_by: str) -> None:
+    """Store the stream start once (the first scheduled/backfill window); never moved."""
+    conn.execute(
+        "INSERT INTO ops.stream_starts (stream, started_at, recorded_by) VALUES (%s, %s, %s)"
+        " ON CONFLICT (stream) DO NOTHING",
+        (STREAM, start, recorded_by),
+    )
+
+
+def era_start(conn: psycopg.Connection, cfg: IngestConfig) -> datetime | None:
+    """Start of the ingest era: the setting, else the stored stream start (``ops.stream_starts``:
+    the first scheduled window ever attempted). Manual windows never move it."""
+    if cfg.ingest_start is not None:
+        return cfg.ingest_start
+    return stored_stream_start(conn)
 
 
 def in_era(day: date, start: datetime | None) -> bool:
@@ -97,7 +112,9 @@ def advance_contiguous_watermark(conn: psycopg.Connection, cfg: IngestConfig) ->
     loaded and rolled up, starting at the current watermark (or, without one, the era start).
     Returns the watermark."""
     current = store.read_watermark(conn, STREAM)
-    # Start from the watermark; without one, from the era start. An explicit
+    # Start from the watermark; without one, from the stream start (recorded when the first
+    # scheduled window was attempted, so a first window that failed before writing a checkpoint
+    # is not skipped, and an old manual window cannot anchor it). An explicit
     # POSTHOG_INGEST_START declares everything before it covered (legacy import).
     pos = current if current is not None else era_start(conn, cfg)
     if cfg.ingest_start is not None and (pos is None or cfg.ingest_start > pos):
@@ -123,6 +140,13 @@ def advance_contiguous_watermark(conn: psycopg.Connection, cfg: IngestConfig) ->
 
 
 # ----------------------------------------------------------------------------- recompute
+def _extra_dates(cursor: Any) -> list[date]:
+    """PT dates the window's load changed outside its own events (a replaced or removed
+    version of a uuid), kept in the checkpoint."""
+    data = cursor if isinstance(cursor, dict) else {}
+    return [date.fromisoformat(d) for d in data.get("extra_dates") or []]
+
+
 def window_dates(conn: psycopg.Connection, start: datetime, end: datetime) -> list[date]:
     rows = conn.execute(
         sql.SQL(
@@ -365,7 +389,7 @@ def rollup_window(
                     f"window [{start.isoformat()}, {end.isoformat()}) is not fully ingested "
                     f"(checkpoint: {cp.status if cp else 'none'}); run ingest_events first"
                 )
-            dates = window_dates(conn, start, end)
+            dates = {*window_dates(conn, start, end), *_extra_dates(cp.cursor)}
             scope = sql.SQL("created_at >= %(w_start)s AND created_at < %(w_end)s")
             result = refresh(conn, cfg, dates, scope, {"w_start": start, "w_end": end})
             conn.execute(

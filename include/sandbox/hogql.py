@@ -68,6 +68,7 @@ FUNCTIONS = {
     "fromUnixTimestamp64Milli": "fromUnixTimestamp64Milli",
     "now": "now64",
     "toDate": "toDate",
+    "toStartOfHour": "toStartOfHour",
     "lower": "lower",
     "upper": "upper",
     "length": "length",
@@ -251,6 +252,8 @@ class _Printer:
         args = node.get("args") or []
         if name == "NOT" and len(args) == 1:
             return f"(NOT {self.expr(args[0])})"
+        if name == "count" and not args and not node.get("distinct"):
+            return "count()"  # the one aggregate: a cheap row count (reconciliation)
         if name in _AGGREGATES or node.get("distinct") or node.get("params"):
             raise unsupported(f"aggregations ({name})")
         if node.get("filter_expr") or node.get("order_by"):
@@ -307,6 +310,16 @@ def _conjuncts(node: dict | None) -> list[dict]:
     return [node]
 
 
+def _has_column(p: _Printer, node: Any) -> bool:
+    if isinstance(node, dict):
+        if node.get("node") == "Field" and p.column_of(node) is not None:
+            return True
+        return any(_has_column(p, v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_column(p, v) for v in node)
+    return False
+
+
 def _bounds(p: _Printer, where: dict | None) -> list[tuple[str, str, str]]:
     """Time bounds on created_at / timestamp among the top-level AND terms of WHERE (a
     ``(toUnixTimestamp64Milli(created_at), …) > (ms, …)`` keyset counts as a created_at bound)."""
@@ -319,6 +332,8 @@ def _bounds(p: _Printer, where: dict | None) -> list[tuple[str, str, str]]:
         if p.column_of(left) is None and p.column_of(right) is not None:
             left, right, op = right, left, flip[op]
         column = p.column_of(left) if left.get("node") == "Field" else None
+        if _has_column(p, right):  # e.g. timestamp < toStartOfHour(created_at) - …: no constant
+            continue
         if column in ("created_at", "timestamp"):
             out.append((column, op, f"toDateTime64({p.expr(right)}, 6, 'UTC')"))
             continue

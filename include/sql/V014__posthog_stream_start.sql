@@ -1,10 +1,11 @@
 -- analytics_hourly (issue 14): the start of each ingest stream, stored once.
 --
 -- The "ingest era" (daily_metrics days the hourly ingest owns) and the first watermark start
--- here. It is the configured POSTHOG_INGEST_START, else the start of the first scheduled (or
--- backfill) window ever attempted, recorded when that attempt starts — before it can fail — and
--- never moved afterwards: a manual run of an old window does not move it, so it can neither
--- clobber the legacy daily_metrics of later days nor block the watermark.
+-- here. It is the configured POSTHOG_INGEST_START, else the start of the first scheduled window
+-- ever attempted, recorded when that attempt starts — before it can fail — and never moved
+-- afterwards (until a scheduled window exists, the first window of any run stands in, and the
+-- first scheduled one replaces it once): a manual run of an old window does not move it, so it
+-- can neither clobber the legacy daily_metrics of later days nor block the watermark.
 CREATE TABLE IF NOT EXISTS ops.stream_starts (
     stream      text PRIMARY KEY,
     started_at  timestamptz NOT NULL,

@@ -239,3 +239,83 @@ def test_a_failed_first_window_keeps_the_watermark_before_it(conn, sandbox):
     ).fetchall()
     assert statuses == [(WINDOW.start, "failed"), (second.start, "completed"),
                         (WINDOW.start, "completed")]  # fmt: skip
+
+
+def late_rows(window: Window, n: int, visible_after: timedelta) -> list[dict]:
+    """Events captured in ``window`` that reach ClickHouse ``visible_after`` its end."""
+    out = purchases(window, n)
+    for i, event in enumerate(out):
+        event["uuid"] = f"01930000-0000-7000-a000-{i:012x}"
+        event["visible_at"] = (window.end + visible_after).isoformat()
+    return out
+
+
+def test_rows_visible_after_the_first_read_are_loaded_exactly_once_by_reconciliation(conn, sandbox):
+    from include.analytics_ops.ingest.reconcile import reconcile
+    from include.analytics_ops.nightly.freshness import evaluate_freshness
+
+    late = late_rows(WINDOW, 3, timedelta(minutes=40))
+    sandbox.add_events(late)
+    cfg = replace(CFG, reconcile_alert_events=2)
+    sandbox.set_faults(posthog_now=(WINDOW.end + cfg.settle).isoformat())  # the one read
+    run(conn, sandbox.url, WINDOW, cfg, scheduled(WINDOW))
+    assert not {e["uuid"] for e in late} & set(loaded_uuids(conn, WINDOW))
+    key = store.RunKey("analytics_hourly", "reconcile_late_arrivals", "scheduled__r")
+    for hours in (1, 24, 25):  # +1 h finds them, +24 h and a later run find nothing new
+        now = WINDOW.end + timedelta(hours=hours)
+        sandbox.set_faults(posthog_now=now.isoformat())
+        with make_client(sandbox.url) as client:
+            reconcile(conn, client, cfg, now, key=replace(key, run_id=f"r{hours}"))
+    loaded = loaded_uuids(conn, WINDOW)
+    assert sorted(loaded) == sorted(source_uuids(WINDOW, late))  # each exactly once
+    checks = conn.execute(
+        "SELECT extract(epoch FROM check_offset) / 3600, posthog_count - held_count, loaded"
+        " FROM ops.posthog_reconciliations WHERE kind = 'window' ORDER BY check_offset"
+    ).fetchall()
+    assert [(int(h), gained, n) for h, gained, n in checks] == [(1, 3, 3), (24, 3, 0)]
+    runs = conn.execute(
+        "SELECT run_id, status, records_out FROM ops.job_runs"
+        " WHERE task_id = 'reconcile_late_arrivals' ORDER BY id"
+    ).fetchall()
+    assert runs == [("r1", "completed", 3), ("r24", "completed", 0), ("r25", "completed", 0)]
+    # The late purchases are in the rollups of their day, and an alert said so (3 > 2).
+    orders = conn.execute(
+        "SELECT count(*) FROM analytics.user_daily_stats WHERE user_id LIKE 'seeker-buyer-%%'"
+    ).fetchone()
+    assert orders == (3,)
+    alert = conn.execute("SELECT title, state FROM ops.alerts").fetchall()
+    assert len(alert) == 1 and "late events: 3" in alert[0][0] and alert[0][1] == "open"
+    # complete_until promises "read once"; the gate reads the reconciled watermark.
+    reconciled = store.read_watermark(conn, "posthog_reconciled")
+    assert reconciled == WINDOW.end == store.read_watermark(conn, STREAM)
+    assert evaluate_freshness(conn, date(2026, 11, 17)).stream == "posthog_reconciled"
+
+
+def test_an_event_30_days_older_than_its_arrival_is_loaded_or_reported_never_absent(conn, sandbox):
+    from include.analytics_ops.ingest.reconcile import reconcile
+
+    old, ancient = purchases(WINDOW, 2)
+    old["timestamp"] = (datetime.fromisoformat(old["created_at"]) - timedelta(days=30)).isoformat()
+    ancient["timestamp"] = "2026-01-02T12:00:00+00:00"  # beyond the 90-day horizon
+    sandbox.add_events([old, ancient])
+    run(conn, sandbox.url, WINDOW, CFG, scheduled(WINDOW))
+    assert old["uuid"] not in loaded_uuids(conn, WINDOW)  # the window's bound cannot see it
+    day_end = datetime(2026, 11, 18, tzinfo=UTC)
+    with make_client(sandbox.url) as client:
+        result = reconcile(conn, client, replace(CFG, reconcile_offsets=()), day_end + CFG.settle)
+    assert old["uuid"] in loaded_uuids(conn, WINDOW)
+    sweep = [c for c in result.checks if c.kind == "old_events" and c.window.end == day_end]
+    assert [(c.loaded, c.beyond_horizon) for c in sweep] == [(1, 1)]
+    # Its old day's rollups include it; the older one was reported, not dropped silently.
+    assert conn.execute(
+        "SELECT purchases FROM analytics.user_daily_stats WHERE user_id = %s AND stat_date = %s",
+        (old["distinct_id"], date(2026, 10, 18)),
+    ).fetchone() == (1,)
+    assert conn.execute(
+        "SELECT beyond_horizon FROM ops.posthog_reconciliations WHERE kind = 'old_events'"
+        " AND window_end = %s",
+        (day_end,),
+    ).fetchone() == (1,)
+    assert (
+        "older than the sweep horizon" in conn.execute("SELECT title FROM ops.alerts").fetchone()[0]
+    )

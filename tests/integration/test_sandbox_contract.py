@@ -305,7 +305,7 @@ def test_auth_project_and_validation_errors(sandbox, ph):
     r = ph.post(QUERY_PATH, content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     for unsupported in (
-        "SELECT count() FROM events WHERE created_at >= '2026-11-20'",
+        "SELECT uniq(distinct_id) FROM events WHERE created_at >= '2026-11-20'",
         "SELECT uuid FROM events WHERE created_at >= '2026-11-20' GROUP BY uuid",
         "SELECT uuid FROM persons",
     ):

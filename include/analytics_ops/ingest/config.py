@@ -14,6 +14,9 @@ same name > environment variable > default, see ``include.analytics_ops.config.s
 | ``POSTHOG_MAX_ATTEMPTS`` | 8 | attempts per page on 5xx/timeouts (429s are bounded by time only) |
 | ``POSTHOG_BACKOFF_BASE_SECONDS``, ``..._CAP_SECONDS`` | 1, 120 | backoff with full jitter |
 | ``POSTHOG_MAX_INLINE_WAIT_SECONDS`` | 120 | longer throttle hints: waited out deferred |
+| ``POSTHOG_RECONCILE_OFFSETS_HOURS`` | 1,24 | recount each window this long after its end |
+| ``POSTHOG_RECONCILE_ALERT_EVENTS`` | 50 | alert when a window gained more late events |
+| ``POSTHOG_SWEEP_HORIZON_DAYS`` | 90 | older late events are counted and reported |
 | ``POSTHOG_PREFETCH`` | true | fetch page k+1 in a thread while page k is loaded |
 | ``POSTHOG_INGEST_START`` | stored stream start | ISO timestamp: start of the "ingest era" |
 | ``POSTHOG_REQUIRED_PROPERTIES`` | see ``DEFAULT_REQUIRED`` | JSON {event: [property, ...]} |
@@ -146,6 +149,9 @@ class IngestConfig:
     backoff_base: float = 1.0
     backoff_cap: float = 120.0
     max_inline_wait: float = 120.0
+    reconcile_offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(hours=24))
+    reconcile_alert_events: int = 50
+    sweep_horizon: timedelta = timedelta(days=90)
     prefetch: bool = True
     ingest_start: datetime | None = None
     required: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED))
@@ -186,6 +192,13 @@ class IngestConfig:
             backoff_base=setting("POSTHOG_BACKOFF_BASE_SECONDS", 1.0, float),
             backoff_cap=setting("POSTHOG_BACKOFF_CAP_SECONDS", 120.0, float),
             max_inline_wait=setting("POSTHOG_MAX_INLINE_WAIT_SECONDS", 120.0, float),
+            reconcile_offsets=tuple(
+                timedelta(hours=float(h))
+                for h in str(setting("POSTHOG_RECONCILE_OFFSETS_HOURS", "1,24", str)).split(",")
+                if h.strip()
+            ),
+            reconcile_alert_events=setting("POSTHOG_RECONCILE_ALERT_EVENTS", 50, int),
+            sweep_horizon=timedelta(days=setting("POSTHOG_SWEEP_HORIZON_DAYS", 90.0, float)),
             prefetch=setting("POSTHOG_PREFETCH", True, bool),
             ingest_start=parse_instant(start, "POSTHOG_INGEST_START") if start else None,
             required=_event_lists(

@@ -54,18 +54,43 @@ from include.analytics_ops.ingest.validation import (
 
 log = logging.getLogger(__name__)
 
-PAGE_QUERY = """
+EVENT_TIME = """
+  AND timestamp >= toDateTime64({t_start}, 6, 'UTC')
+  AND timestamp < toDateTime64({t_end}, 6, 'UTC')"""
+# The daily sweep (``reconcile.sweep_old_events``): what no hourly window's event-time bound let
+# through — ``timestamp`` before its window's start − lookback, back to the sweep horizon.
+OLD_EVENT_TIME = """
+  AND timestamp >= toDateTime64({t_start}, 6, 'UTC')
+  AND timestamp < toStartOfHour(created_at) - toIntervalSecond({lookback_s})"""
+_WINDOW_WHERE = """FROM events
+WHERE created_at >= toDateTime64({w_start}, 6, 'UTC')
+  AND created_at < toDateTime64({w_end}, 6, 'UTC')%(event_time)s"""
+PAGE_QUERY_TEMPLATE = (
+    """
 SELECT uuid, event, distinct_id, timestamp, created_at, properties,
        toUnixTimestamp64Milli(created_at) AS created_ms
-FROM events
-WHERE created_at >= toDateTime64({w_start}, 6, 'UTC')
-  AND created_at < toDateTime64({w_end}, 6, 'UTC')
-  AND timestamp >= toDateTime64({t_start}, 6, 'UTC')
-  AND timestamp < toDateTime64({t_end}, 6, 'UTC')%(keyset)s
+"""
+    + _WINDOW_WHERE
+    + """%(keyset)s
 ORDER BY toUnixTimestamp64Milli(created_at), uuid
 LIMIT %(limit)d
 """
+)
+PAGE_QUERY = PAGE_QUERY_TEMPLATE.replace("%(event_time)s", EVENT_TIME)
+#: PostHog's row count of a window (duplicates included, like the pages): reconciliation.
+COUNT_QUERY_TEMPLATE = "SELECT count() AS n " + _WINDOW_WHERE
 KEYSET = "\n  AND (toUnixTimestamp64Milli(created_at), uuid) > ({c_ms}, {c_uuid})"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a load reads: the checkpoint stream and the event-time predicate (+ its values)."""
+
+    stream: str = STREAM
+    event_time: str = EVENT_TIME
+    values: dict[str, Any] = field(default_factory=dict)
+    defines_start: bool = True  # may its first window record the stream start?
+
 
 STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS posthog_stage (
@@ -129,10 +154,6 @@ ON CONFLICT (uuid) DO NOTHING
 
 def insert_one_params(row: tuple) -> tuple:
     return (uuid_text(row[0]), *row[1:5], jsonb_text(row[5]))
-
-
-#: Runs whose first window may define the stream start (manual runs of old windows never do).
-STREAM_DEFINING_RUNS = ("scheduled", "backfill")
 
 
 class WindowError(ValueError):
@@ -234,7 +255,9 @@ class PageFetcher:
         window: Window,
         cfg: IngestConfig,
         deadline: float | None,
+        source: Source | None = None,
     ) -> None:
+        self.source = source or Source()
         self.client = client
         self.window = window
         self.cfg = cfg
@@ -249,6 +272,7 @@ class PageFetcher:
             "w_end": _ch(window.end),
             "t_start": _ch(window.start - cfg.lookback),
             "t_end": _ch(window.end + cfg.lookahead),
+            **self.source.values,
         }
 
     def fetch(self, number: int, cursor: dict[str, Any] | None) -> Page:
@@ -259,7 +283,11 @@ class PageFetcher:
             if cursor:
                 values["c_ms"] = int(cursor["created_ms"])
                 values["c_uuid"] = str(cursor["uuid"])
-            query = PAGE_QUERY % {"keyset": KEYSET if cursor else "", "limit": limit}
+            query = PAGE_QUERY_TEMPLATE % {
+                "event_time": self.source.event_time,
+                "keyset": KEYSET if cursor else "",
+                "limit": limit,
+            }
             try:
                 body = self.client.query(
                     query,
@@ -594,10 +622,11 @@ def _commit_page(
     api_events: list[tuple[str, str, dict]],
     slow: bool,
     copy_state: dict[str, bool],
+    stream: str = STREAM,
 ) -> Progress:
     """One transaction: stage + merge + dead letters + checkpoint (+ run progress)."""
     with conn.transaction():
-        cp = store.read_checkpoint(conn, STREAM, window.start, window.end, for_update=True)
+        cp = store.read_checkpoint(conn, stream, window.start, window.end, for_update=True)
         current = Progress.from_checkpoint(cp.cursor).cursor() if cp else None
         if cp is not None and (current != expected_cursor or cp.status == "complete"):
             raise ConcurrentIngest(
@@ -640,7 +669,7 @@ def _commit_page(
         done = page.cursor is None
         store.write_checkpoint(
             conn,
-            STREAM,
+            stream,
             window.start,
             window.end,
             new.as_json(done),
@@ -651,7 +680,7 @@ def _commit_page(
             conn.execute(
                 "UPDATE ops.checkpoints SET rolled_up_at = NULL"
                 " WHERE stream = %s AND window_start = %s AND window_end = %s",
-                (STREAM, window.start, window.end),
+                (stream, window.start, window.end),
             )
         if job_run_id is not None:
             store.update_job_run(
@@ -701,6 +730,7 @@ def ingest_window(
     now: datetime | None = None,
     check_settled: bool = True,
     on_page: Callable[[Page, Progress], None] | None = None,
+    source: Source | None = None,
 ) -> IngestResult:
     """Ingest ``window`` (see module docstring). ``conn`` must be in autocommit mode: every page
     is its own transaction. With ``key``, the attempt is recorded in ``ops.job_runs`` (one row per
@@ -713,7 +743,8 @@ def ingest_window(
     if check_settled:
         ensure_settled(window, cfg, now)
     started = time.monotonic()
-    if key is None or key.run_type in STREAM_DEFINING_RUNS:
+    source = source or Source()
+    if source.defines_start:
         from include.analytics_ops.ingest.rollups import record_stream_start
 
         record_stream_start(conn, window.start, key.run_type if key else "library call")
@@ -729,8 +760,9 @@ def ingest_window(
     api_before = client.stats.as_dict()
     try:
         result = _ingest(
-            conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started
-        )
+            conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started,
+            source,
+        )  # fmt: skip
     except ThrottledFor as exc:  # not a failure: the operator waits it out deferred
         if job_run_id is not None:
             _record_deferral(conn, job_run_id, key, window, client, exc)
@@ -851,10 +883,10 @@ class _ApiEventTap:
 
 
 def _ingest(
-    conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started
+    conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started, source
 ) -> IngestResult:
     _prepare(conn)
-    cp = store.read_checkpoint(conn, STREAM, window.start, window.end)
+    cp = store.read_checkpoint(conn, source.stream, window.start, window.end)
     if cp is not None and cp.status == "complete" and not reprocess:
         p = Progress.from_checkpoint(cp.cursor)
         log.info("window %s already complete (%d rows): nothing to fetch", window.label, p.loaded)
@@ -874,10 +906,10 @@ def _ingest(
         if cp is not None:  # reprocess a complete window from its start
             with conn.transaction():
                 store.write_checkpoint(
-                    conn, STREAM, window.start, window.end, progress.as_json(False), 0
+                    conn, source.stream, window.start, window.end, progress.as_json(False), 0
                 )
     resumed_from = progress.pages
-    fetcher = PageFetcher(client, window, cfg, deadline)
+    fetcher = PageFetcher(client, window, cfg, deadline, source)
     tap = _ApiEventTap(client)
     copy_state: dict[str, bool] = {"direct": True}
     for page in iter_pages(fetcher, progress.cursor(), progress.pages + 1, cfg.prefetch):
@@ -887,14 +919,14 @@ def _ingest(
             progress = _commit_page(
                 conn, window, page, good, bad, progress, expected,
                 job_run_id=job_run_id, key=key, api_events=tap.drain(), slow=False,
-                copy_state=copy_state,
+                copy_state=copy_state, stream=source.stream,
             )  # fmt: skip
         except psycopg.DataError as exc:
             log.warning("page %d refused as a whole (%s); loading row by row", page.number, exc)
             progress = _commit_page(
                 conn, window, page, good, bad, progress, expected,
                 job_run_id=job_run_id, key=key, api_events=tap.drain(), slow=True,
-                copy_state=copy_state,
+                copy_state=copy_state, stream=source.stream,
             )  # fmt: skip
         page.good, page.bad = [], []  # release this page's rows
         del good, bad

@@ -87,10 +87,18 @@ def stored_stream_start(conn: psycopg.Connection) -> datetime | None:
 
 
 def record_stream_start(conn: psycopg.Connection, start: datetime, recorded_by: str) -> None:
-    """Store the stream start once (the first scheduled/backfill window); never moved."""
+    """Store the stream start once: the first scheduled window ever attempted. Until one exists,
+    the first window of any run stands in (``recorded_by`` says which); the first scheduled
+    window replaces such a stand-in once, and nothing moves it after that — so a manual run of
+    an old window never moves the era or the watermark's anchor."""
     conn.execute(
-        "INSERT INTO ops.stream_starts (stream, started_at, recorded_by) VALUES (%s, %s, %s)"
-        " ON CONFLICT (stream) DO NOTHING",
+        """
+        INSERT INTO ops.stream_starts AS s (stream, started_at, recorded_by) VALUES (%s, %s, %s)
+        ON CONFLICT (stream) DO UPDATE
+           SET started_at = EXCLUDED.started_at, recorded_by = EXCLUDED.recorded_by,
+               recorded_at = now()
+         WHERE s.recorded_by <> 'scheduled' AND EXCLUDED.recorded_by = 'scheduled'
+        """,
         (STREAM, start, recorded_by),
     )
 
@@ -107,34 +115,48 @@ def in_era(day: date, start: datetime | None) -> bool:
     return start is not None and pt_day_bounds(day)[0] >= start
 
 
-def advance_contiguous_watermark(conn: psycopg.Connection, cfg: IngestConfig) -> datetime | None:
+#: ``ops.watermarks`` stream: windows before it were read once AND recounted at the first
+#: reconciliation offset (late arrivals fetched). See ``reconcile``.
+RECONCILED_STREAM = "posthog_reconciled"
+
+
+def advance_contiguous_watermark(
+    conn: psycopg.Connection, cfg: IngestConfig, *, recounted_at: Any = None
+) -> datetime | None:
     """Move ``ops.watermarks['posthog'].complete_until`` over every contiguous window that is
-    loaded and rolled up, starting at the current watermark (or, without one, the era start).
-    Returns the watermark."""
-    current = store.read_watermark(conn, STREAM)
+    loaded and rolled up, starting at the current watermark (or, without one, the stream start).
+    With ``recounted_at`` (an offset), move ``RECONCILED_STREAM`` instead, over windows that were
+    also recounted at that offset. Returns the watermark."""
+    name = STREAM if recounted_at is None else RECONCILED_STREAM
+    current = store.read_watermark(conn, name)
     # Start from the watermark; without one, from the stream start (recorded when the first
     # scheduled window was attempted, so a first window that failed before writing a checkpoint
     # is not skipped, and an old manual window cannot anchor it). An explicit
     # POSTHOG_INGEST_START declares everything before it covered (legacy import).
-    pos = current if current is not None else era_start(conn, cfg)
-    if cfg.ingest_start is not None and (pos is None or cfg.ingest_start > pos):
-        pos = cfg.ingest_start
+    pos = current
+    start = era_start(conn, cfg)  # nothing before the stream start is this stream's to wait for
+    if start is not None and (pos is None or start > pos):
+        pos = start
     if pos is None:
         return None
     while True:
         row = conn.execute(
             """
-            SELECT max(window_end) FROM ops.checkpoints
-             WHERE stream = %s AND status = 'complete' AND rolled_up_at IS NOT NULL
-               AND window_start <= %s AND window_end > %s
+            SELECT max(c.window_end) FROM ops.checkpoints c
+             WHERE c.stream = %s AND c.status = 'complete' AND c.rolled_up_at IS NOT NULL
+               AND c.window_start <= %s AND c.window_end > %s
+               AND (%s::interval IS NULL OR EXISTS (
+                    SELECT 1 FROM ops.posthog_reconciliations r
+                     WHERE r.kind = 'window' AND r.check_offset = %s::interval
+                       AND r.window_start = c.window_start AND r.window_end = c.window_end))
             """,
-            (STREAM, pos, pos),
+            (STREAM, pos, pos, recounted_at, recounted_at),
         ).fetchone()
         if row is None or row[0] is None:
             break
         pos = row[0]
     if current is None or pos > current:
-        store.advance_watermark(conn, STREAM, pos)
+        store.advance_watermark(conn, name, pos)
         return pos
     return current
 

@@ -559,9 +559,13 @@ def _reconcile_dead_letters(
     stored row whose uuid the current rules reject (and no good version of this page) is removed
     (a reprocess after a rule change). Same transaction as the page. Returns (resolved, removed,
     PT dates of removed rows)."""
-    loaded = [uuid_text(r[0]) for r in good]
     resolved = 0
-    if loaded:
+    any_open = conn.execute(  # the common case (nothing open) costs one index probe
+        "SELECT EXISTS (SELECT 1 FROM ops.dead_letters WHERE stream = %s AND resolved_at IS NULL)",
+        (STREAM,),
+    ).fetchone()[0]
+    loaded = [uuid_text(r[0]) for r in good] if any_open or bad else []
+    if loaded and any_open:
         resolved = conn.execute(
             "UPDATE ops.dead_letters SET resolved_at = now(), resolution = 'reloaded: now valid',"
             " last_seen = now()"

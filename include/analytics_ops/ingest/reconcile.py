@@ -145,6 +145,14 @@ def _record(conn: psycopg.Connection, check: Check, job_run_id: int | None) -> N
     )  # fmt: skip
 
 
+def _held(cursor: Any, refetched: int | None) -> Progress:
+    """What we hold of a window: its read, or a later re-read if that saw more."""
+    held = Progress.from_checkpoint(cursor)
+    if refetched is not None and refetched > held.loaded + held.dead_lettered:
+        return Progress(loaded=refetched - held.dead_lettered, dead_lettered=held.dead_lettered)
+    return held
+
+
 def due_windows(
     conn: psycopg.Connection, cfg: IngestConfig, now: datetime
 ) -> list[tuple[Window, timedelta, Progress]]:
@@ -153,7 +161,11 @@ def due_windows(
     for offset in cfg.reconcile_offsets:
         rows = conn.execute(
             """
-            SELECT c.window_start, c.window_end, c.cursor FROM ops.checkpoints c
+            SELECT c.window_start, c.window_end, c.cursor,
+                   (SELECT max((r.cursor ->> 'fetched')::bigint) FROM ops.checkpoints r
+                     WHERE starts_with(r.stream, 'posthog_reconcile_') AND r.status = 'complete'
+                       AND r.window_start = c.window_start AND r.window_end = c.window_end)
+              FROM ops.checkpoints c
              WHERE c.stream = %(stream)s AND c.status = 'complete'
                AND c.window_end + %(offset)s <= %(now)s
                AND c.window_end + %(offset)s > %(now)s - %(catch_up)s
@@ -171,7 +183,7 @@ def due_windows(
                 "limit": MAX_CHECKS_PER_RUN,
             },
         ).fetchall()
-        due += [(Window(r[0], r[1]), offset, Progress.from_checkpoint(r[2])) for r in rows]
+        due += [(Window(r[0], r[1]), offset, _held(r[2], r[3])) for r in rows]
     return sorted(due, key=lambda d: (d[0].start, d[1]))[:MAX_CHECKS_PER_RUN]
 
 

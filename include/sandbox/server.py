@@ -25,6 +25,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -307,6 +308,11 @@ def serve(host: str = "127.0.0.1", port: int = 8811, seed: int = DEFAULT_SEED) -
     server = Server((host, port), sandbox)
     actual = server.server_address[1]
     print(f"sandbox listening on http://{host}:{actual}", flush=True)
+
+    def stop(signum, frame):  # SIGTERM (SandboxProcess.stop): exit cleanly, atexit runs
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

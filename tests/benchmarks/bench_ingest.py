@@ -39,27 +39,18 @@ class PrebuiltPages:
     """Query API pages of ``n`` synthetic events for one page size, keyed by the cursor the client
     sends (``None`` for the first page), as ready-to-send response bodies."""
 
-    COLUMNS = (
-        "uuid",
-        "event",
-        "distinct_id",
-        "timestamp",
-        "created_at",
-        "properties",
-        "created_ms",
-    )
-
     def __init__(self, n: int, page_size: int, seed: int = 7) -> None:
         import msgspec
 
+        from include.analytics_ops.ingest.validation import COLUMNS
         from include.sandbox.events import SyntheticHour
         from include.sandbox.timeutil import dt_to_us
 
         encode = msgspec.json.encode
         head = encode(
             {
-                "columns": list(self.COLUMNS),
-                "types": [[c, "String"] for c in self.COLUMNS],
+                "columns": list(COLUMNS),
+                "types": [[c, "String"] for c in COLUMNS],
                 "hasMore": None,
                 "limit": page_size,
                 "offset": 0,

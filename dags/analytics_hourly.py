@@ -15,9 +15,22 @@ Each run owns one **UTC hour of PostHog arrival time** (`created_at`), its data 
    their old date): `analytics.listing_daily_stats`, `user_daily_stats`,
    `development_daily_stats`, `analytics.leads`, and the traffic columns of
    `analytics.daily_metrics` (ingest-era dates only), then advances the `posthog` watermark in
-   `ops.watermarks` over contiguous finished windows (what freshness gates read).
+   `ops.watermarks` over contiguous finished windows. `complete_until` promises: every window
+   before it was read once (after the settle delay) and rolled up — not that later arrivals
+   were fetched.
+3. `reconcile_late_arrivals` — arrival lag: a row can reach PostHog's ClickHouse minutes or hours
+   after its `created_at`, after the window was read. Every complete window is recounted with
+   one `count()` query at `POSTHOG_RECONCILE_OFFSETS_HOURS` (1, 24) after its end against what
+   its read held (loaded + dead-lettered); when PostHog has more, the window is re-read under its
+   own checkpoint (exactly once by the uuid merge), its rollups recomputed, the check recorded in
+   `ops.posthog_reconciliations` and `ops.job_runs`, and an alert raised above
+   `POSTHOG_RECONCILE_ALERT_EVENTS`. Then `ops.watermarks['posthog_reconciled']` advances over
+   windows also recounted at +1 h — what the nightly freshness gate reads where it exists. Once a
+   UTC arrival day is over it is swept for events whose `timestamp` is older than their window's
+   bound (offline queues, imports, bad clocks): loaded back to `POSTHOG_SWEEP_HORIZON_DAYS` (90),
+   older ones counted and alerted on.
 
-3. `bug_risk` (task group, independent of the ingest) — `compute_bug_risk` snapshots revenue at
+4. `bug_risk` (task group, independent of the ingest) — `compute_bug_risk` snapshots revenue at
    risk, velocity and SLA breaches from the GitHub issues the nightly sync stored;
    `raise_bug_risk_alerts` raises/resolves unassigned-critical, critical-past-SLA and
    revenue-at-risk > $10k/day alerts (deduplicated: an unchanged condition is not re-sent).
@@ -64,6 +77,7 @@ from include.analytics_ops import callbacks, config
 from include.analytics_ops.operators.github import add_bug_risk_group
 from include.analytics_ops.operators.ingest import (
     IngestEventsOperator,
+    ReconcileLateArrivalsOperator,
     UpdateRollupsOperator,
     ValidateIngestParamsOperator,
 )
@@ -122,7 +136,15 @@ def analytics_hourly():
     validate_params = ValidateIngestParamsOperator(
         task_id="validate_params", execution_timeout=timedelta(minutes=2)
     )
-    validate_params >> ingest_events >> update_rollups
+    # Recount recent windows (+1 h, +24 h) and fetch what arrived after their read; once a day,
+    # sweep for events older than the event-time bound. Its own leaf: it never blocks the hour.
+    reconcile = ReconcileLateArrivalsOperator(
+        task_id="reconcile_late_arrivals",
+        pool="posthog_api",
+        pool_slots=1,
+        execution_timeout=timedelta(minutes=30),
+    )
+    validate_params >> ingest_events >> update_rollups >> reconcile
 
     # GitHub revenue-at-risk / SLA-breach monitor; independent of the ingest, its own leaf.
     validate_params >> add_bug_risk_group()

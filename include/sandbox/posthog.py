@@ -1,5 +1,8 @@
 """PostHog Query API stand-in: ``POST /api/projects/:id/query/`` with a ``HogQLQuery``.
 
+The HogQL is parsed by PostHog's own parser and executed by real ClickHouse in-process
+(``hogql.translate`` → ``clickhouse.Engine``); this module keeps the API around it.
+
 Behaviour follows PostHog's documented API (see /work/shared/POSTHOG_NOTES.md): personal-API-key
 bearer auth, no LIMIT → 100 rows + ``hasMore``, LIMIT capped at 50,000, OFFSET refused (keyset
 pagination), results cached unless ``refresh`` forces a recalculation, 3 concurrent queries per
@@ -9,9 +12,7 @@ project, throttling as HTTP 429 with a ``throttled_error`` body and no Retry-Aft
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import operator
 import threading
 import time
 import zlib
@@ -19,8 +20,8 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
+from include.sandbox import clickhouse, hogql
 from include.sandbox import events as ev
-from include.sandbox import hogql
 from include.sandbox.constants import POSTHOG_API_KEY, POSTHOG_PROJECT_ID
 from include.sandbox.http import Request, Response
 from include.sandbox.timeutil import US, iso_us, parse_datetime_us
@@ -111,12 +112,16 @@ class PostHogService:
         self._cache_rows = 0
         self._lock = threading.Lock()
         self._running: dict[str, int] = {}
+        self._engine: clickhouse.Engine | None = None
 
     def reset(self) -> None:
         with self._lock:
             self._cache.clear()
             self._cache_rows = 0
+            engine = self._engine
         self.store.reset()
+        if engine is not None:
+            engine.reset()
 
     # ------------------------------------------------------------------ HTTP entry
     def handle_query(self, req: Request, project: str) -> Response:
@@ -187,11 +192,11 @@ class PostHogService:
             )
         values = query.get("values") or {}
         try:
-            parsed = hogql.parse(query["query"], values)
+            parsed = hogql.translate(query["query"], values)
+        except hogql.OffsetRefused:
+            return validation_error(OFFSET_DETAIL)
         except hogql.HogQLError as exc:
             return validation_error(str(exc))
-        if parsed.offset is not None:
-            return validation_error(OFFSET_DETAIL)
 
         key = self._cache_key(query)
         if refresh != "force_blocking":
@@ -210,9 +215,17 @@ class PostHogService:
             )
         try:
             self.sb.sleep_latency("posthog", faults)
+            per_k = int(faults.get("posthog_latency_per_1000_rows_ms") or 0)
+            if per_k:  # a bigger page takes longer (holding its concurrency slot)
+                rows = min(parsed.limit, MAX_LIMIT) if parsed.limit is not None else DEFAULT_LIMIT
+                time.sleep(per_k * rows / 1000 / 1000)
             try:
                 result = self.execute(parsed, faults)
-            except (hogql.HogQLError, ev.TooMuchData) as exc:
+            except clickhouse.EngineError as exc:
+                if exc.timeout:
+                    return self._forced(504, faults)
+                return validation_error(str(exc))
+            except hogql.HogQLError as exc:
                 return validation_error(str(exc))
         finally:
             self._release(project)
@@ -316,75 +329,56 @@ class PostHogService:
         return Response(200, _encode(out), content_type="application/json")
 
     # ------------------------------------------------------------------ execution
+    @property
+    def engine(self) -> clickhouse.Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = clickhouse.Engine(self.store)
+            return self._engine
+
+    def add_events(self, rows: list[tuple], visible: dict[str, int]) -> int:
+        """Inject rows (``visible``: uuid → µs when the row reaches ClickHouse)."""
+        self.store.add_events(rows)
+        self.engine.add(rows, visible)
+        return len(rows)
+
     def execute(self, q: hogql.Query, faults: dict) -> dict:
-        where = hogql.compile_expr(q.where) if q.where is not None else None
-        if where is not None and where.type not in ("bool", "any", "int", "null"):
-            raise hogql.HogQLError(f"Illegal type {where.type} of the WHERE condition")
-        select = [hogql.compile_expr(item.expr) for item in q.select]
-        order = [(hogql.compile_expr(e), desc) for e, desc in q.order]
-        created_b, ts_b = hogql.time_bounds(q.where)
-        now_us = int(time.time() * US)
-        visible_until = None
-        if faults.get("posthog_now"):
-            visible_until = parse_datetime_us(str(faults["posthog_now"]))
-            if visible_until is not None:
-                now_us = visible_until
-                hi = created_b[1]
-                created_b = (created_b[0], visible_until if hi is None else min(hi, visible_until))
-        source = self.store.candidates(
-            created_b,
-            ts_b,
-            now_us=now_us,
-            events_per_hour=int(faults.get("posthog_events_per_hour") or 0) or None,
-        )
-        pred = where.fn if where is not None else None
-        if visible_until is not None:
-            inner = pred
-
-            def pred(r, inner=inner, until=visible_until):
-                return r[ev.CREATED_US] <= until and (inner is None or inner(r))
-
-        rows_iter = filter(pred, source) if pred is not None else source
         own_limit = q.limit is not None
         limit = min(q.limit, MAX_LIMIT) if own_limit else DEFAULT_LIMIT
-        want = limit if own_limit else limit + 1
-        keys = [(c.key, desc) for c, desc in order]
-        canonical = keys in ([], [("created_ms", False)]) or keys[:2] == [
-            ("created_ms", False),
-            ("uuid", False),
-        ]
-        if canonical:
-            rows = list(itertools.islice(rows_iter, want))
-        else:
-            rows = list(itertools.islice(rows_iter, MAX_MATERIALIZE + 1))
-            if len(rows) > MAX_MATERIALIZE:
-                raise ev.TooMuchData(
-                    f"sandbox HogQL sorts at most {MAX_MATERIALIZE} rows; narrow the time range "
-                    "or ORDER BY toUnixTimestamp64Milli(created_at), uuid"
-                )
-            for c, desc in reversed(order):
-                rows.sort(key=_sort_key(c.fn, desc), reverse=desc)
-            rows = rows[:want]
+        now_us = int(time.time() * US)
+        until = None
+        if faults.get("posthog_now"):
+            until = parse_datetime_us(str(faults["posthog_now"]))
+            if until is not None:
+                now_us = until
+        started = time.perf_counter()
+        results, n = self.engine.execute(
+            q,
+            limit if own_limit else limit + 1,
+            mode=int(faults.get("posthog_events_per_hour") or 0),
+            now_us=now_us,
+            until_us=until,
+        )
+        took = time.perf_counter() - started
         has_more = None
         if not own_limit:
-            has_more = len(rows) > limit
-            rows = rows[:limit]
+            has_more = n > limit
+            if has_more:
+                rows = json.loads(results)[:limit]
+                results, n = _encode(rows), limit
         rate = float(faults.get("posthog_malformed_rate") or 0)
-        if rate > 0:
-            rows = [_maybe_malformed(r, rate, self.sb.seed) for r in rows]
-        results = _project(select, rows)
-        columns = [item.name for item in q.select]
+        if rate > 0 and "uuid" in q.columns:
+            rows = [_maybe_malformed(r, q.columns, rate, self.sb.seed) for r in json.loads(results)]
+            results = _encode(rows)
         types = [
-            [item.name, hogql.COLUMNS[item.expr.name]]
-            if isinstance(item.expr, hogql.Col)
-            else [item.name, hogql.clickhouse_type(c)]
-            for item, c in zip(q.select, select, strict=True)
+            [name, hogql.DATETIME if dt else hogql.COLUMNS.get(name, "String")]
+            for name, dt in zip(q.columns, q.datetime_columns, strict=True)
         ]
         computed = time.time()
         return {
-            "columns": columns,
+            "columns": list(q.columns),
             "types": types,
-            "results": Raw(_encode(results)),
+            "results": Raw(results),
             "hasMore": has_more,
             "limit": limit,
             "offset": 0,
@@ -395,47 +389,13 @@ class PostHogService:
             .replace("+00:00", "Z"),
             "next_allowed_client_refresh": None,
             "hogql": q.text,
-            "timings": [],
+            "timings": [{"k": "./clickhouse_execute", "t": round(took, 6)}],
             "error": None,
             "query_status": None,
             "modifiers": {"convertToProjectTimezone": False},
             "_computed": computed,
-            "_rows": len(results),
+            "_rows": n,
         }
-
-
-def _project(select: list[hogql.Compiled], rows: list[tuple]) -> list:
-    idx = []
-    for c in select:
-        if c.key == "created_us":
-            idx.append(ev.CREATED_ISO)
-        elif c.key == "ts_us":
-            idx.append(ev.TS_ISO)
-        elif c.key in ("created_ms", "uuid"):
-            idx.append(ev.CREATED_MS if c.key == "created_ms" else ev.UUID)
-        elif isinstance(c.fn, operator.itemgetter) and c.type in ("str", "uuid"):
-            idx.append(c.fn(tuple(range(9))))
-        else:
-            idx = None
-            break
-    if idx is not None:
-        if len(idx) == 1:
-            i = idx[0]
-            return [[r[i]] for r in rows]
-        getter = operator.itemgetter(*idx)
-        return [getter(r) for r in rows]
-    fns = [hogql.output_formatter(c) for c in select]
-    return [[f(r) for f in fns] for r in rows]
-
-
-def _sort_key(fn, desc: bool):
-    def key(r):
-        v = fn(r)
-        if v is None:  # ClickHouse default: NULLS LAST in both directions
-            return (0, 0) if desc else (1, 0)
-        return (1, v) if desc else (0, v)
-
-    return key
 
 
 MALFORMED_KINDS = ("missing_uuid", "bad_timestamp", "bad_properties", "purchase_without_revenue")
@@ -449,24 +409,39 @@ def malformed_kind(uuid: str, rate: float, seed: int) -> str | None:
     return MALFORMED_KINDS[(h >> 16) % 4]
 
 
-def _maybe_malformed(r: tuple, rate: float, seed: int) -> tuple:
-    kind = malformed_kind(r[ev.UUID], rate, seed)
+def _maybe_malformed(row: list, columns: list[str], rate: float, seed: int) -> list:
+    """Break a served row (by its columns' names) the way ``malformed_kind`` says."""
+    col = {c: i for i, c in enumerate(columns)}
+    uid = row[col["uuid"]]
+    kind = malformed_kind(uid, rate, seed)
     if kind is None:
-        return r
-    if kind == "purchase_without_revenue" and r[ev.EVENT] != "purchase":
-        kind = MALFORMED_KINDS[zlib.crc32(r[ev.UUID].encode()) % 3]
-    row = list(r)
+        return row
+    event = row[col["event"]] if "event" in col else None
+    if kind == "purchase_without_revenue" and event != "purchase":
+        kind = MALFORMED_KINDS[zlib.crc32(uid.encode()) % 3]
+    row = list(row)
     if kind == "missing_uuid":
-        row[ev.UUID] = None
-    elif kind == "bad_timestamp":
-        row[ev.TS_ISO] = "2026-13-45T25:61:00Z"
-    elif kind == "bad_properties":
-        row[ev.PROPS] = r[ev.PROPS][: max(1, len(r[ev.PROPS]) // 2)]
-    else:
-        props = json.loads(r[ev.PROPS])
+        row[col["uuid"]] = None
+    elif kind == "bad_timestamp" and "timestamp" in col:
+        row[col["timestamp"]] = "2026-13-45T25:61:00Z"
+    elif kind == "bad_properties" and "properties" in col:
+        props = row[col["properties"]]
+        row[col["properties"]] = props[: max(1, len(props) // 2)]
+    elif kind == "purchase_without_revenue" and "properties" in col:
+        props = json.loads(row[col["properties"]])
         props.pop("revenue", None)
-        row[ev.PROPS] = json.dumps(props, separators=(",", ":"))
-    return tuple(row)
+        row[col["properties"]] = json.dumps(props, separators=(",", ":"))
+    return row
+
+
+def injected_visibility(item: dict) -> int:
+    """µs since the epoch when an injected event becomes visible (``visible_at``; 0 = now)."""
+    if not item.get("visible_at"):
+        return 0
+    visible = parse_datetime_us(str(item["visible_at"]))
+    if visible is None:
+        raise ValueError("visible_at must be ISO-8601")
+    return visible
 
 
 def parse_injected_event(item: dict) -> tuple:

@@ -25,6 +25,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,13 +42,19 @@ from include.sandbox.constants import DEFAULT_SEED
 from include.sandbox.github import GitHubService
 from include.sandbox.http import Request, Response, Server
 from include.sandbox.inventory import InventoryService
-from include.sandbox.posthog import SERVER_ERRORS, PostHogService, parse_injected_event
+from include.sandbox.posthog import (
+    SERVER_ERRORS,
+    PostHogService,
+    injected_visibility,
+    parse_injected_event,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_FAULTS: dict[str, Any] = {
     "latency_ms": 0,
     "posthog_latency_ms": 0,
+    "posthog_latency_per_1000_rows_ms": 0,
     "inventory_latency_ms": 0,
     "github_latency_ms": 0,
     "posthog_error_rate": 0.0,
@@ -70,6 +77,7 @@ _RATES = ("posthog_error_rate", "posthog_malformed_rate", "inventory_error_rate"
 _INTS = (
     "latency_ms",
     "posthog_latency_ms",
+    "posthog_latency_per_1000_rows_ms",
     "inventory_latency_ms",
     "github_latency_ms",
     "posthog_429_burst",
@@ -284,7 +292,12 @@ class Sandbox:
                 if not isinstance(items, list):
                     raise ValueError("body must be a JSON list of events")
                 rows = [parse_injected_event(item) for item in items]
-                return Response(200, {"added": self.posthog.store.add_events(rows)})
+                visible = {
+                    row[1]: injected_visibility(item)
+                    for row, item in zip(rows, items, strict=True)
+                    if item.get("visible_at")
+                }
+                return Response(200, {"added": self.posthog.add_events(rows, visible)})
         except (ValueError, KeyError, TypeError) as exc:
             return Response(400, {"error": str(exc)})
         return Response(404, {"error": f"unknown control endpoint {req.method} {req.path}"})
@@ -295,6 +308,11 @@ def serve(host: str = "127.0.0.1", port: int = 8811, seed: int = DEFAULT_SEED) -
     server = Server((host, port), sandbox)
     actual = server.server_address[1]
     print(f"sandbox listening on http://{host}:{actual}", flush=True)
+
+    def stop(signum, frame):  # SIGTERM (SandboxProcess.stop): exit cleanly, atexit runs
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -3,8 +3,11 @@
     .venv/bin/python tests/benchmarks/bench_ingest.py [--events 500000] [--page-size 10000]
                                                         [--sizes 125000,250000]
 
-The sandbox serves windows of exactly N events (fault knob ``posthog_events_per_hour``) over
-loopback HTTP. Each ingest runs in a fresh child process (``ingest_window``: keyset pages →
+A small server on loopback HTTP answers the Query API with **pre-built pages** of exactly N
+synthetic events (the sandbox's benchmark generator, ``events.SyntheticHour``), encoded before the
+clock starts and looked up by the keyset cursor of each request: the benchmark measures our side
+(HTTP, decode, validate, COPY, merge, checkpoint), not the sandbox's ClickHouse engine. Each
+ingest runs in a fresh child process (``ingest_window``: keyset pages →
 validate → binary COPY into a temp staging table → INSERT … ON CONFLICT (uuid) DO NOTHING →
 checkpoint, with page k+1 prefetched in a thread) so its peak RSS is its own. The baseline then
 COPYs the very rows the ingest loaded (pre-materialised in memory, jsonb pre-encoded) in binary
@@ -30,6 +33,72 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 WINDOW_START = datetime(2026, 11, 20, 10, tzinfo=UTC)
+
+
+class PrebuiltPages:
+    """Query API pages of ``n`` synthetic events for one page size, keyed by the cursor the client
+    sends (``None`` for the first page), as ready-to-send response bodies."""
+
+    def __init__(self, n: int, page_size: int, seed: int = 7) -> None:
+        import msgspec
+
+        from include.analytics_ops.ingest.validation import COLUMNS
+        from include.sandbox.events import SyntheticHour
+        from include.sandbox.timeutil import dt_to_us
+
+        encode = msgspec.json.encode
+        head = encode(
+            {
+                "columns": list(COLUMNS),
+                "types": [[c, "String"] for c in COLUMNS],
+                "hasMore": None,
+                "limit": page_size,
+                "offset": 0,
+                "is_cached": False,
+                "error": None,
+            }
+        )[:-1]
+        self.page_size = page_size
+        self.pages: dict[tuple[int, str] | None, bytes] = {}
+        key, buf = None, []
+        for r in SyntheticHour(dt_to_us(WINDOW_START), n, seed).rows(0, n):
+            buf.append((r[1], r[4], r[5], r[7], r[8], r[6], r[0]))
+            if len(buf) == page_size:
+                self.pages[key] = head + b',"results":' + encode(buf) + b"}"
+                key, buf = (r[0], r[1]), []
+        self.pages[key] = head + b',"results":' + encode(buf) + b"}"
+
+    def serve(self):
+        """Start a threaded loopback server; returns (server, url)."""
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import msgspec
+
+        pages = self.pages
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = msgspec.json.decode(self.rfile.read(int(self.headers["Content-Length"])))
+                values = body["query"]["values"]
+                key = (values["c_ms"], values["c_uuid"]) if "c_ms" in values else None
+                page = pages.get(key)
+                status = 200 if page is not None else 400
+                page = page if page is not None else b'{"detail":"unknown cursor"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def peak_rss_mb() -> float:
@@ -155,40 +224,44 @@ def main() -> None:
 
     from include.analytics_ops.devenv import DevEnv
     from include.analytics_ops.migrate import apply_migrations
-    from include.sandbox.server import SandboxProcess
 
     env = DevEnv(name="benchingest")
     try:
         env.start_postgres()
         dsn = env.analytics_dsn
         apply_migrations(dsn)
-        with SandboxProcess(port=0) as sandbox:
-            # Main window, several rounds, alternating with the baseline so both see the same
-            # machine load; each round starts from an empty table (both load into empty
-            # tables with the same indexes).
-            n = args.events
-            ingest_rates, copy_rates, main = [], [], None
+        # Main window, several rounds, alternating with the baseline so both see the same
+        # machine load; each round starts from an empty table (both load into empty tables
+        # with the same indexes).
+        n = args.events
+        ingest_rates, copy_rates, main = [], [], None
+        t0 = time.perf_counter()
+        server, url = PrebuiltPages(n, args.page_size).serve()
+        print(f"pre-built {n:,} events in {time.perf_counter() - t0:.1f}s (not timed)")
+        try:
             for _ in range(args.rounds):
                 _empty(dsn)
-                sandbox.reset()
-                sandbox.set_faults(posthog_events_per_hour=n)
-                res = run_child(dsn, sandbox.url, 0, args.page_size, not args.no_prefetch)
+                res = run_child(dsn, url, 0, args.page_size, not args.no_prefetch)
                 assert res["rows"] == n == res["fetched"], res
                 base_rows, base_seconds = baseline_copy(dsn, 0)
                 assert base_rows == n
                 ingest_rates.append(n / res["seconds"])
                 copy_rates.append(base_rows / base_seconds)
                 main = res
-            # RSS flatness: smaller windows, each in its own process.
-            results = []
-            for size in [int(s) for s in args.sizes.split(",") if s]:
-                _empty(dsn)
-                sandbox.reset()
-                sandbox.set_faults(posthog_events_per_hour=size)
-                res = run_child(dsn, sandbox.url, 0, args.page_size, not args.no_prefetch)
-                assert res["rows"] == size == res["fetched"], res
-                results.append((size, res))
-            results.append((n, main))
+        finally:
+            server.shutdown()
+        # RSS flatness: smaller windows, each in its own process.
+        results = []
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            _empty(dsn)
+            server, url = PrebuiltPages(size, args.page_size).serve()
+            try:
+                res = run_child(dsn, url, 0, args.page_size, not args.no_prefetch)
+            finally:
+                server.shutdown()
+            assert res["rows"] == size == res["fetched"], res
+            results.append((size, res))
+        results.append((n, main))
         ratios = [i / c for i, c in zip(ingest_rates, copy_rates, strict=True)]
         print(
             f"window: {n:,} events, page size {args.page_size:,}, prefetch {not args.no_prefetch}"

@@ -89,3 +89,24 @@ def test_bad_params_are_refused_before_any_work(db, sandbox, dag_test):
     assert db.execute("SELECT count(*) FROM ops.job_runs").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM analytics.bug_risk_snapshots").fetchone() == (0,)
     assert sandbox.calls("posthog") == []
+
+
+def test_a_long_throttle_is_waited_out_deferred_and_the_attempt_completes(db, sandbox, dag_test):
+    # PostHog: "Expected available in 3 seconds." — longer than the inline-wait limit (set to 1 s
+    # here; 120 s by default, the 1200 s of a real throttle far beyond): the task defers in the
+    # triggerer instead of sleeping in a worker slot, then resumes the same try.
+    sandbox.set_faults(posthog_429_burst=1, posthog_throttle_seconds=3)
+    result = dag_test(
+        "analytics_hourly",
+        "2026-11-20T11:00:00+00:00",
+        env={"POSTHOG_MAX_INLINE_WAIT_SECONDS": "1"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "waiting 3s deferred" in output and "deferring until" in output
+    runs = db.execute(
+        "SELECT try_number, status FROM ops.job_runs WHERE task_id = 'ingest_events'"
+    ).fetchall()
+    assert runs == [(1, "completed")]  # one attempt, never failed
+    statuses = [c["status"] for c in sandbox.calls("posthog")]
+    assert statuses[0] == 429 and set(statuses[1:]) == {200}

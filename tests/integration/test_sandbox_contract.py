@@ -58,6 +58,12 @@ def hogql(client: httpx.Client, query: str, values=None, refresh="force_blocking
     return client.post(QUERY_PATH, json=body)
 
 
+def ch_uuid_key(text: str) -> tuple[int, int]:
+    """ClickHouse's order of a UUID: its two 64-bit halves, the second half first."""
+    h = text.replace("-", "")
+    return int(h[16:], 16), int(h[:16], 16)
+
+
 def keyset_pages(client, w_start, w_end, page_size):
     ms, uuid, rows, pages = 0, ZERO_UUID, [], 0
     while True:
@@ -165,10 +171,37 @@ def test_keyset_pages_are_complete_and_ordered_with_created_at_ties(ph):
     assert pages > 3
     assert [r[0] for r in paged] == [r[0] for r in whole]  # no gap, no duplicate, same order
     assert len({r[0] for r in paged}) == len(paged)
-    keys = [(r[3], r[0]) for r in paged]
+    keys = [(r[3], ch_uuid_key(r[0])) for r in paged]  # ClickHouse's UUID order, not strings
     assert keys == sorted(keys)
     assert all(w_start <= r[2] < w_end for r in paged)
     assert sum(1 for r in paged if r[3] == burst_ms) == ties
+
+
+def test_pages_follow_clickhouse_uuid_order_across_a_page_boundary(sandbox, ph):
+    # Three events in one created_at millisecond. ClickHouse orders UUIDs by their second 64-bit
+    # half first, so ffffffff-0000-… comes before 00000000-…-0001: a client that compared uuids
+    # as strings (or a stand-in that sorted them so) would skip or repeat rows at the boundary.
+    first, mid, last = (
+        "ffffffff-0000-0000-0000-000000000000",
+        "00000000-0000-0000-0000-000000000001",
+        "00000000-0000-0000-0000-000000000002",
+    )
+    at = "2026-11-18T10:00:00Z"
+    base = {"event": "listing_viewed", "distinct_id": "seeker-00001", "timestamp": at}
+    sandbox.add_events(
+        [
+            {**base, "uuid": u, "created_at": at, "properties": {"listing_id": "lst-00001"}}
+            for u in (last, first, mid)
+        ]
+    )
+    w_start, w_end = at, "2026-11-18T10:00:00.001000Z"
+    paged, pages = keyset_pages(ph, w_start, w_end, 1)
+    ours = [r[0] for r in paged if r[0] in (first, mid, last)]
+    assert ours == [first, mid, last]
+    assert pages == len(paged) + 1  # one row a page, then the empty page
+    # orjson's rendering: no fraction when it is zero; created_ms a JSON number
+    assert all(r[2] == "2026-11-18T10:00:00Z" for r in paged if r[0] in ours)
+    assert all(isinstance(r[3], int) for r in paged)
 
 
 def test_throttle_429_body_is_exact_and_has_no_retry_after(sandbox, ph):
@@ -272,7 +305,7 @@ def test_auth_project_and_validation_errors(sandbox, ph):
     r = ph.post(QUERY_PATH, content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     for unsupported in (
-        "SELECT count() FROM events WHERE created_at >= '2026-11-20'",
+        "SELECT uniq(distinct_id) FROM events WHERE created_at >= '2026-11-20'",
         "SELECT uuid FROM events WHERE created_at >= '2026-11-20' GROUP BY uuid",
         "SELECT uuid FROM persons",
     ):

@@ -79,6 +79,31 @@ def test_bad_rows_get_a_reason_instead_of_raising(override, reason):
     assert good is None and got.startswith(reason), got
 
 
+@pytest.mark.parametrize(
+    ("props", "reason"),
+    [
+        ('{"revenue": 1e15, "order_id": "o-1"}', "outside the configured range [-1e+06, 1e+06]"),
+        ('{"revenue": -5000000, "order_id": "o-1"}', "outside the configured range"),
+        ('{"revenue": 1e400, "order_id": "o-1"}', "unparseable properties JSON"),
+    ],
+)
+def test_numeric_values_must_be_finite_and_in_range(props, reason):
+    rules = Rules(RULES.required, RULES.numeric, 1000, 5000, ranges=IngestConfig().ranges)
+    good, why = check_row(row(properties=props), IDX, rules)
+    assert good is None and reason in why
+    ok, none = check_row(row(properties='{"revenue": 999999.99, "order_id": "o-1"}'), IDX, rules)
+    assert ok is not None and none is None
+
+
+def test_numeric_ranges_are_configuration(monkeypatch):
+    monkeypatch.setenv("POSTHOG_NUMERIC_RANGES", '{"purchase": {"revenue": [0, 50]}}')
+    cfg = IngestConfig.from_settings()
+    assert cfg.ranges == {"purchase": {"revenue": (0.0, 50.0)}}
+    rules = Rules(RULES.required, RULES.numeric, 1000, 5000, ranges=cfg.ranges)
+    good, why = check_row(row(properties='{"revenue": 51, "order_id": "o-1"}'), IDX, rules)
+    assert good is None and "range [0, 50]" in why
+
+
 def test_required_properties_apply_per_event_type_and_dicts_are_accepted():
     good, reason = check_row(row(event="$pageview", properties={"x": 1}), IDX, RULES)
     assert reason is None and jsonb_text(good[5]) == '{"x":1}'

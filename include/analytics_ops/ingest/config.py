@@ -13,11 +13,16 @@ same name > environment variable > default, see ``include.analytics_ops.config.s
 | ``POSTHOG_REQUEST_TIMEOUT_SECONDS`` | 60 | HTTP read timeout of one query |
 | ``POSTHOG_MAX_ATTEMPTS`` | 8 | attempts per page on 5xx/timeouts (429s are bounded by time only) |
 | ``POSTHOG_BACKOFF_BASE_SECONDS``, ``..._CAP_SECONDS`` | 1, 120 | backoff with full jitter |
+| ``POSTHOG_MAX_INLINE_WAIT_SECONDS`` | 120 | longer throttle hints: waited out deferred |
+| ``POSTHOG_RECONCILE_OFFSETS_HOURS`` | 1,24 | recount each window this long after its end |
+| ``POSTHOG_RECONCILE_ALERT_EVENTS`` | 50 | alert when a window gained more late events |
+| ``POSTHOG_SWEEP_HORIZON_DAYS`` | 90 | older late events are counted and reported |
 | ``POSTHOG_PREFETCH`` | true | fetch page k+1 in a thread while page k is loaded |
-| ``POSTHOG_INGEST_START`` | earliest checkpoint | ISO timestamp: start of the "ingest era" |
+| ``POSTHOG_INGEST_START`` | stored stream start | ISO timestamp: start of the "ingest era" |
 | ``POSTHOG_REQUIRED_PROPERTIES`` | see ``DEFAULT_REQUIRED`` | JSON {event: [property, ...]} |
 | ``POSTHOG_NUMERIC_PROPERTIES`` | see ``DEFAULT_NUMERIC`` | JSON {event: [property, ...]} |
 | ``POSTHOG_EVENT_MAPPING`` | see ``EventMapping`` | JSON overriding fields of the mapping |
+| ``POSTHOG_NUMERIC_RANGES`` | see ``DEFAULT_RANGES`` | JSON {event: {property: [min, max]}} |
 """
 
 from __future__ import annotations
@@ -39,6 +44,25 @@ DEFAULT_REQUIRED: dict[str, tuple[str, ...]] = {
 }
 #: Properties that must be JSON numbers when present (revenue is summed into daily_metrics).
 DEFAULT_NUMERIC: dict[str, tuple[str, ...]] = {"purchase": ("revenue",)}
+#: Inclusive ranges of numeric properties (dollars for revenue): outside → dead letter.
+DEFAULT_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "purchase": {"revenue": (-1_000_000.0, 1_000_000.0)}
+}
+
+
+def _ranges(text: str | Mapping[str, Any] | None) -> dict[str, dict[str, tuple[float, float]]]:
+    if text in (None, ""):
+        return {k: dict(v) for k, v in DEFAULT_RANGES.items()}
+    data = json.loads(text) if isinstance(text, str) else dict(text)
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for event, props in data.items():
+        out[str(event)] = {}
+        for name, bounds in dict(props).items():
+            lo, hi = (float(b) for b in bounds)
+            if not lo <= hi:
+                raise ValueError(f"POSTHOG_NUMERIC_RANGES {event}.{name}: min > max")
+            out[str(event)][str(name)] = (lo, hi)
+    return out
 
 
 @dataclass(frozen=True)
@@ -124,11 +148,18 @@ class IngestConfig:
     max_attempts: int = 8
     backoff_base: float = 1.0
     backoff_cap: float = 120.0
+    max_inline_wait: float = 120.0
+    reconcile_offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(hours=24))
+    reconcile_alert_events: int = 50
+    sweep_horizon: timedelta = timedelta(days=90)
     prefetch: bool = True
     ingest_start: datetime | None = None
     required: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED))
     numeric: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_NUMERIC))
     mapping: EventMapping = field(default_factory=EventMapping)
+    ranges: Mapping[str, Mapping[str, tuple[float, float]]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RANGES.items()}
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
@@ -160,6 +191,14 @@ class IngestConfig:
             max_attempts=setting("POSTHOG_MAX_ATTEMPTS", 8, int),
             backoff_base=setting("POSTHOG_BACKOFF_BASE_SECONDS", 1.0, float),
             backoff_cap=setting("POSTHOG_BACKOFF_CAP_SECONDS", 120.0, float),
+            max_inline_wait=setting("POSTHOG_MAX_INLINE_WAIT_SECONDS", 120.0, float),
+            reconcile_offsets=tuple(
+                timedelta(hours=float(h))
+                for h in str(setting("POSTHOG_RECONCILE_OFFSETS_HOURS", "1,24", str)).split(",")
+                if h.strip()
+            ),
+            reconcile_alert_events=setting("POSTHOG_RECONCILE_ALERT_EVENTS", 50, int),
+            sweep_horizon=timedelta(days=setting("POSTHOG_SWEEP_HORIZON_DAYS", 90.0, float)),
             prefetch=setting("POSTHOG_PREFETCH", True, bool),
             ingest_start=parse_instant(start, "POSTHOG_INGEST_START") if start else None,
             required=_event_lists(
@@ -167,4 +206,5 @@ class IngestConfig:
             ),
             numeric=_event_lists(setting("POSTHOG_NUMERIC_PROPERTIES", "", str), DEFAULT_NUMERIC),
             mapping=EventMapping.from_json(setting("POSTHOG_EVENT_MAPPING", "", str)),
+            ranges=_ranges(setting("POSTHOG_NUMERIC_RANGES", "", str)),
         )

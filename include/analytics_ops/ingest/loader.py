@@ -18,6 +18,7 @@ per task, within the ``posthog_api`` pool); at most two pages are in memory.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -31,35 +32,65 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops import store
+from include.analytics_ops.dates import pt_date
 from include.analytics_ops.ingest import STREAM
 from include.analytics_ops.ingest.config import IngestConfig
 from include.analytics_ops.ingest.posthog import (
     BudgetExhausted,
     PostHogClient,
     QueryTooExpensive,
+    ThrottledFor,
+    UndecodableBody,
 )
 from include.analytics_ops.ingest.validation import (
     COLUMNS,
     Rules,
     jsonb_text,
+    payload_of,
     split_rows,
     uuid_text,
+    uuid_wire,
 )
 
 log = logging.getLogger(__name__)
 
-PAGE_QUERY = """
+EVENT_TIME = """
+  AND timestamp >= toDateTime64({t_start}, 6, 'UTC')
+  AND timestamp < toDateTime64({t_end}, 6, 'UTC')"""
+# The daily sweep (``reconcile.sweep_old_events``): what no hourly window's event-time bound let
+# through — ``timestamp`` before its window's start − lookback, back to the sweep horizon.
+OLD_EVENT_TIME = """
+  AND timestamp >= toDateTime64({t_start}, 6, 'UTC')
+  AND timestamp < toStartOfHour(created_at) - toIntervalSecond({lookback_s})"""
+_WINDOW_WHERE = """FROM events
+WHERE created_at >= toDateTime64({w_start}, 6, 'UTC')
+  AND created_at < toDateTime64({w_end}, 6, 'UTC')%(event_time)s"""
+PAGE_QUERY_TEMPLATE = (
+    """
 SELECT uuid, event, distinct_id, timestamp, created_at, properties,
        toUnixTimestamp64Milli(created_at) AS created_ms
-FROM events
-WHERE created_at >= toDateTime64({w_start}, 6, 'UTC')
-  AND created_at < toDateTime64({w_end}, 6, 'UTC')
-  AND timestamp >= toDateTime64({t_start}, 6, 'UTC')
-  AND timestamp < toDateTime64({t_end}, 6, 'UTC')%(keyset)s
+"""
+    + _WINDOW_WHERE
+    + """%(keyset)s
 ORDER BY toUnixTimestamp64Milli(created_at), uuid
 LIMIT %(limit)d
 """
+)
+PAGE_QUERY = PAGE_QUERY_TEMPLATE.replace("%(event_time)s", EVENT_TIME)
+#: PostHog's row count of a window (duplicates included, like the pages): reconciliation.
+COUNT_QUERY_TEMPLATE = "SELECT count() AS n " + _WINDOW_WHERE
 KEYSET = "\n  AND (toUnixTimestamp64Milli(created_at), uuid) > ({c_ms}, {c_uuid})"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a load reads: the checkpoint stream and the event-time predicate (+ its values)."""
+
+    stream: str = STREAM
+    event_time: str = EVENT_TIME
+    values: dict[str, Any] = field(default_factory=dict)
+    defines_start: bool = True  # may its first window record the stream start?
+
 
 STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS posthog_stage (
@@ -74,10 +105,45 @@ COPY_DIRECT = (
     "COPY analytics.posthog_events (uuid, event, distinct_id, timestamp, created_at, properties)"
     " FROM STDIN (FORMAT BINARY)"
 )
+DUPLICATE_REASON = "duplicate uuid, different content"
+#: A version's identity: its content, independent of the session's TimeZone.
+_VERSION = (
+    "md5(concat_ws(chr(31), {t}event, {t}distinct_id, (extract(epoch FROM {t}{ts}) * 1e6)::bigint,"
+    " (extract(epoch FROM {t}created_at) * 1e6)::bigint, {t}properties::text))"
+)
+# Every distinct version of each staged uuid (staged or stored). The winner of a uuid is the
+# version PostHog processed first (smallest created_at), ties broken by the content hash: the
+# same whatever order windows, reruns or duplicates arrive in. Losers become dead letters.
+VERSIONS_SQL = f"""
+CREATE TEMP TABLE posthog_versions ON COMMIT DROP AS
+SELECT DISTINCT ON (uuid, h) uuid, event, distinct_id, ts, created_at, properties, h, stored,
+       row_number() OVER (PARTITION BY uuid ORDER BY created_at, h) AS rank
+  FROM (
+    SELECT DISTINCT ON (uuid, h) *
+      FROM (SELECT s.*, {_VERSION.format(t="s.", ts="ts")} AS h, false AS stored
+              FROM posthog_stage s
+            UNION ALL
+            SELECT e.uuid, e.event, e.distinct_id, e."timestamp", e.created_at, e.properties,
+                   {_VERSION.format(t="e.", ts='"timestamp"')}, true
+              FROM analytics.posthog_events e
+             WHERE e.uuid IN (SELECT uuid FROM posthog_stage)) v
+     ORDER BY uuid, h, stored DESC
+  ) d
+ ORDER BY uuid, h
+"""
 MERGE_SQL = """
 INSERT INTO analytics.posthog_events (uuid, event, distinct_id, "timestamp", created_at, properties)
-SELECT uuid, event, distinct_id, ts, created_at, properties FROM posthog_stage
-ON CONFLICT (uuid) DO NOTHING
+SELECT uuid, event, distinct_id, ts, created_at, properties FROM posthog_versions
+ WHERE rank = 1 AND NOT stored
+ON CONFLICT (uuid) DO UPDATE
+   SET event = EXCLUDED.event, distinct_id = EXCLUDED.distinct_id,
+       "timestamp" = EXCLUDED."timestamp", created_at = EXCLUDED.created_at,
+       properties = EXCLUDED.properties
+RETURNING (xmax = 0) AS inserted, "timestamp"
+"""
+LOSERS_SQL = """
+SELECT uuid::text, event, distinct_id, ts, created_at, properties::text, stored
+  FROM posthog_versions WHERE rank > 1
 """
 INSERT_ONE_SQL = """
 INSERT INTO analytics.posthog_events (uuid, event, distinct_id, "timestamp", created_at, properties)
@@ -189,18 +255,24 @@ class PageFetcher:
         window: Window,
         cfg: IngestConfig,
         deadline: float | None,
+        source: Source | None = None,
     ) -> None:
+        self.source = source or Source()
         self.client = client
         self.window = window
         self.cfg = cfg
         self.deadline = deadline
         self.limit = cfg.page_size
-        self.rules = Rules(cfg.required, cfg.numeric, window.start_ms, window.end_ms)
+        self._restore: int | None = None  # page size to go back to after an undecodable row
+        self.rules = Rules(
+            cfg.required, cfg.numeric, window.start_ms, window.end_ms, ranges=cfg.ranges
+        )
         self.values = {
             "w_start": _ch(window.start),
             "w_end": _ch(window.end),
             "t_start": _ch(window.start - cfg.lookback),
             "t_end": _ch(window.end + cfg.lookahead),
+            **self.source.values,
         }
 
     def fetch(self, number: int, cursor: dict[str, Any] | None) -> Page:
@@ -211,7 +283,11 @@ class PageFetcher:
             if cursor:
                 values["c_ms"] = int(cursor["created_ms"])
                 values["c_uuid"] = str(cursor["uuid"])
-            query = PAGE_QUERY % {"keyset": KEYSET if cursor else "", "limit": limit}
+            query = PAGE_QUERY_TEMPLATE % {
+                "event_time": self.source.event_time,
+                "keyset": KEYSET if cursor else "",
+                "limit": limit,
+            }
             try:
                 body = self.client.query(
                     query,
@@ -219,6 +295,18 @@ class PageFetcher:
                     name=f"analytics_hourly {self.window.start:%Y-%m-%dT%H:%M} p{number}",
                     deadline=self.deadline,
                 )
+            except UndecodableBody as exc:
+                if limit > 1:  # halve down to the one bad row
+                    self.client.stats.page_shrinks += 1
+                    self._restore = self._restore or limit
+                    self.limit = max(1, limit // 2)
+                    log.warning(
+                        "PostHog body does not decode: page size %d -> %d", limit, self.limit
+                    )
+                    continue
+                page = self._undecodable(number, exc)
+                self.limit, self._restore = self._restore or self.cfg.page_size, None
+                return page
             except QueryTooExpensive:
                 self.client.stats.page_shrinks += 1
                 if limit > self.cfg.min_page_size:
@@ -238,6 +326,22 @@ class PageFetcher:
                 time.sleep(wait)
                 continue
             return self._page(number, body, limit)
+
+    def _undecodable(self, number: int, exc: UndecodableBody) -> Page:
+        """The one row whose JSON does not decode: read it leniently (invalid bytes replaced) for
+        its key and dead-letter it, so the stream moves on instead of retrying forever."""
+        body = json.loads(exc.raw.decode("utf-8", "replace"))
+        columns = list(body.get("columns") or COLUMNS)
+        rows = body.get("results") or []
+        if len(rows) != 1:
+            raise RuntimeError(f"page {number}: undecodable body with {len(rows)} rows") from exc
+        key = _key_of(rows[0], columns.index("created_ms"), columns.index("uuid"))
+        if key is None:
+            raise RuntimeError(f"page {number}: undecodable row without a usable key") from exc
+        payload = payload_of(columns, rows[0])
+        reason = f"undecodable response body ({str(exc)[:160]})"
+        cursor = {"created_ms": key[0], "uuid": key[1]}
+        return Page(number, 1, [], [(payload, reason, key[1])], cursor, 1)
 
     def _page(self, number: int, body: dict[str, Any], limit: int) -> Page:
         """Cut at the last keyed row and validate — here, in the prefetch thread, so the
@@ -322,6 +426,10 @@ class Progress:
     dead_lettered: int = 0
     created_ms: int | None = None
     uuid: str | None = None
+    #: PT dates changed outside the window's own events (replaced/removed versions): rollups
+    extra_dates: list[str] = field(default_factory=list)
+    resolved: int = 0  # open dead letters resolved because their uuid loaded
+    removed: int = 0  # stored rows removed because the current rules reject them
 
     def cursor(self) -> dict[str, Any] | None:
         if self.created_ms is None:
@@ -342,6 +450,9 @@ class Progress:
             dead_lettered=int(data.get("dead_lettered") or 0),
             created_ms=data.get("created_ms"),
             uuid=data.get("uuid"),
+            extra_dates=list(data.get("extra_dates") or []),
+            resolved=int(data.get("resolved") or 0),
+            removed=int(data.get("removed") or 0),
         )
 
 
@@ -388,24 +499,92 @@ def _copy(conn: psycopg.Connection, statement: str, good: list[tuple]) -> None:
             write(row)
 
 
-def _copy_and_merge(conn: psycopg.Connection, good: list[tuple], state: dict[str, bool]) -> int:
-    """Load ``good`` rows exactly once; returns how many were new.
+def version_payload(row: tuple) -> dict[str, Any]:
+    """A dead letter's payload for a stored/staged version (the Query API row's shape)."""
+    uid, event, distinct, ts, created, props = row[:6]
+    return {
+        "uuid": uid,
+        "event": event,
+        "distinct_id": distinct,
+        "timestamp": ts.astimezone(UTC).isoformat(),
+        "created_at": created.astimezone(UTC).isoformat(),
+        "properties": props,
+    }
+
+
+@dataclass
+class MergeResult:
+    inserted: int = 0
+    changed: int = 0  # rows inserted or replaced by a winning version
+    losers: list[tuple[dict, str, str | None]] = field(default_factory=list)
+    dates: set = field(default_factory=set)  # PT dates whose rows changed beyond the window
+
+
+def _copy_and_merge(
+    conn: psycopg.Connection, good: list[tuple], state: dict[str, bool]
+) -> MergeResult:
+    """Load ``good`` rows exactly once (see ``VERSIONS_SQL`` for same uuid, other content).
 
     First load of a window (the common case): an optimistic binary COPY straight into
     ``posthog_events`` inside a savepoint — as fast as a raw COPY. If any uuid already exists
     (rerun, overlap, duplicate in the page) the unique index aborts it, the savepoint rolls it
-    back, and this and later pages take the staging path: COPY into the temp table, then
-    ``INSERT … SELECT … ON CONFLICT (uuid) DO NOTHING``."""
+    back, and this and later pages take the staging path: COPY into the temp table, then pick
+    one winner per uuid and merge it."""
     if state.get("direct", True):
         try:
             with conn.transaction():
                 _copy(conn, COPY_DIRECT, good)
-            return len(good)
+            return MergeResult(len(good), len(good))
         except psycopg.errors.UniqueViolation:
             state["direct"] = False
     _copy(conn, COPY_STAGE, good)
-    cur = conn.execute(MERGE_SQL)
-    return max(cur.rowcount, 0)
+    conn.execute(VERSIONS_SQL)
+    result = MergeResult()
+    for inserted, ts in conn.execute(MERGE_SQL).fetchall():
+        result.changed += 1
+        result.inserted += bool(inserted)
+        if not inserted:
+            result.dates.add(pt_date(ts))
+    for *row, _stored in conn.execute(LOSERS_SQL).fetchall():
+        result.losers.append((version_payload(tuple(row)), DUPLICATE_REASON, row[0]))
+        result.dates.add(pt_date(row[3]))
+    conn.execute("DROP TABLE posthog_versions")
+    return result
+
+
+def _reconcile_dead_letters(
+    conn: psycopg.Connection, good: list[tuple], bad: list[tuple[dict, str, str | None]]
+) -> tuple[int, int, set]:
+    """Each uuid in exactly one place: open dead letters of a uuid now loaded are resolved; a
+    stored row whose uuid the current rules reject (and no good version of this page) is removed
+    (a reprocess after a rule change). Same transaction as the page. Returns (resolved, removed,
+    PT dates of removed rows)."""
+    resolved = 0
+    any_open = conn.execute(  # the common case (nothing open) costs one index probe
+        "SELECT EXISTS (SELECT 1 FROM ops.dead_letters WHERE stream = %s AND resolved_at IS NULL)",
+        (STREAM,),
+    ).fetchone()[0]
+    loaded = [uuid_text(r[0]) for r in good] if any_open or bad else []
+    if loaded and any_open:
+        resolved = conn.execute(
+            "UPDATE ops.dead_letters SET resolved_at = now(), resolution = 'reloaded: now valid',"
+            " last_seen = now()"
+            " WHERE stream = %s AND resolved_at IS NULL AND reason <> %s"
+            " AND source_key = ANY(%s)",
+            (STREAM, DUPLICATE_REASON, loaded),
+        ).rowcount
+    rejected = sorted({k for _, reason, k in bad if k and reason != DUPLICATE_REASON} - set(loaded))
+    rejected = [k for k in rejected if uuid_wire(k) is not None]
+    dates: set = set()
+    if rejected:
+        rows = conn.execute(
+            "DELETE FROM analytics.posthog_events WHERE uuid = ANY(%s::uuid[])"
+            ' RETURNING "timestamp"',
+            (rejected,),
+        ).fetchall()
+        dates = {pt_date(r[0]) for r in rows}
+        return resolved, len(rows), dates
+    return resolved, 0, dates
 
 
 def _insert_one_by_one(
@@ -447,22 +626,29 @@ def _commit_page(
     api_events: list[tuple[str, str, dict]],
     slow: bool,
     copy_state: dict[str, bool],
+    stream: str = STREAM,
 ) -> Progress:
     """One transaction: stage + merge + dead letters + checkpoint (+ run progress)."""
     with conn.transaction():
-        cp = store.read_checkpoint(conn, STREAM, window.start, window.end, for_update=True)
+        cp = store.read_checkpoint(conn, stream, window.start, window.end, for_update=True)
         current = Progress.from_checkpoint(cp.cursor).cursor() if cp else None
         if cp is not None and (current != expected_cursor or cp.status == "complete"):
             raise ConcurrentIngest(
                 f"checkpoint of {window.label} moved under this attempt (now {current}, "
                 f"expected {expected_cursor}): another run is ingesting the same window"
             )
+        dates: set = set()
         if slow:
             inserted, refused = _insert_one_by_one(conn, good)
             bad = [*bad, *refused]
+            changed = inserted
         else:
-            inserted = _copy_and_merge(conn, good, copy_state) if good else 0
-            refused = []
+            merged = _copy_and_merge(conn, good, copy_state) if good else MergeResult()
+            inserted, changed, refused = merged.inserted, merged.changed, []
+            bad = [*bad, *merged.losers]
+            dates |= merged.dates
+        resolved, removed, removed_dates = _reconcile_dead_letters(conn, good, bad)
+        dates |= removed_dates
         if bad:
             store.add_dead_letters(
                 conn,
@@ -480,22 +666,25 @@ def _commit_page(
             dead_lettered=progress.dead_lettered + len(bad),
             created_ms=(page.cursor or {}).get("created_ms", progress.created_ms),
             uuid=(page.cursor or {}).get("uuid", progress.uuid),
+            extra_dates=sorted({*progress.extra_dates, *(d.isoformat() for d in dates)}),
+            resolved=progress.resolved + resolved,
+            removed=progress.removed + removed,
         )
         done = page.cursor is None
         store.write_checkpoint(
             conn,
-            STREAM,
+            stream,
             window.start,
             window.end,
             new.as_json(done),
             new.loaded,
             complete=done,
         )
-        if inserted or cp is None:
+        if changed or removed or cp is None:
             conn.execute(
                 "UPDATE ops.checkpoints SET rolled_up_at = NULL"
                 " WHERE stream = %s AND window_start = %s AND window_end = %s",
-                (STREAM, window.start, window.end),
+                (stream, window.start, window.end),
             )
         if job_run_id is not None:
             store.update_job_run(
@@ -545,6 +734,7 @@ def ingest_window(
     now: datetime | None = None,
     check_settled: bool = True,
     on_page: Callable[[Page, Progress], None] | None = None,
+    source: Source | None = None,
 ) -> IngestResult:
     """Ingest ``window`` (see module docstring). ``conn`` must be in autocommit mode: every page
     is its own transaction. With ``key``, the attempt is recorded in ``ops.job_runs`` (one row per
@@ -557,6 +747,11 @@ def ingest_window(
     if check_settled:
         ensure_settled(window, cfg, now)
     started = time.monotonic()
+    source = source or Source()
+    if source.defines_start:
+        from include.analytics_ops.ingest.rollups import record_stream_start
+
+        record_stream_start(conn, window.start, key.run_type if key else "library call")
     job_run_id = None
     if key is not None:
         job_run_id = store.start_job_run(
@@ -569,8 +764,13 @@ def ingest_window(
     api_before = client.stats.as_dict()
     try:
         result = _ingest(
-            conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started
-        )
+            conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started,
+            source,
+        )  # fmt: skip
+    except ThrottledFor as exc:  # not a failure: the operator waits it out deferred
+        if job_run_id is not None:
+            _record_deferral(conn, job_run_id, key, window, client, exc)
+        raise
     except Exception as exc:
         if job_run_id is not None:
             _record_failure(conn, job_run_id, key, window, client, exc, started)
@@ -602,6 +802,28 @@ def _api_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             out[k] = round(v - before.get(k, 0), 3) if isinstance(v, float) else v - before[k]
     out["rate_limit_hit"] = out.get("rate_limit_hits", 0) > 0
     return out
+
+
+def _record_deferral(conn, job_run_id, key, window, client, exc: ThrottledFor) -> None:
+    """The attempt stays ``running`` (it resumes after the wait, same try); say why."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    resume = datetime.now(UTC) + timedelta(seconds=exc.seconds)
+    store.log_event(
+        conn,
+        "rate_limited",
+        f"PostHog throttled the window for {exc.seconds:.0f}s: deferred until {resume:%H:%M:%S}Z",
+        level="warning",
+        job_run_id=job_run_id,
+        key=key,
+        details={"window": window.label, "wait_seconds": exc.seconds, **client.stats.as_dict()},
+    )
+    store.update_job_run(
+        conn,
+        job_run_id,
+        status_message=f"throttled by PostHog: waiting {exc.seconds:.0f}s deferred, then resuming",
+        stats={f"posthog_{k}": v for k, v in client.stats.as_dict().items()},
+    )
 
 
 def _record_failure(conn, job_run_id, key, window, client, exc, started) -> None:
@@ -665,10 +887,10 @@ class _ApiEventTap:
 
 
 def _ingest(
-    conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started
+    conn, client, window, cfg, job_run_id, key, reprocess, deadline, on_page, started, source
 ) -> IngestResult:
     _prepare(conn)
-    cp = store.read_checkpoint(conn, STREAM, window.start, window.end)
+    cp = store.read_checkpoint(conn, source.stream, window.start, window.end)
     if cp is not None and cp.status == "complete" and not reprocess:
         p = Progress.from_checkpoint(cp.cursor)
         log.info("window %s already complete (%d rows): nothing to fetch", window.label, p.loaded)
@@ -688,10 +910,10 @@ def _ingest(
         if cp is not None:  # reprocess a complete window from its start
             with conn.transaction():
                 store.write_checkpoint(
-                    conn, STREAM, window.start, window.end, progress.as_json(False), 0
+                    conn, source.stream, window.start, window.end, progress.as_json(False), 0
                 )
     resumed_from = progress.pages
-    fetcher = PageFetcher(client, window, cfg, deadline)
+    fetcher = PageFetcher(client, window, cfg, deadline, source)
     tap = _ApiEventTap(client)
     copy_state: dict[str, bool] = {"direct": True}
     for page in iter_pages(fetcher, progress.cursor(), progress.pages + 1, cfg.prefetch):
@@ -701,14 +923,14 @@ def _ingest(
             progress = _commit_page(
                 conn, window, page, good, bad, progress, expected,
                 job_run_id=job_run_id, key=key, api_events=tap.drain(), slow=False,
-                copy_state=copy_state,
+                copy_state=copy_state, stream=source.stream,
             )  # fmt: skip
         except psycopg.DataError as exc:
             log.warning("page %d refused as a whole (%s); loading row by row", page.number, exc)
             progress = _commit_page(
                 conn, window, page, good, bad, progress, expected,
                 job_run_id=job_run_id, key=key, api_events=tap.drain(), slow=True,
-                copy_state=copy_state,
+                copy_state=copy_state, stream=source.stream,
             )  # fmt: skip
         page.good, page.bad = [], []  # release this page's rows
         del good, bad

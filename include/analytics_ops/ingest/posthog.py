@@ -9,10 +9,13 @@ Error policy (POSTHOG_NOTES.md):
   transport errors/timeouts are retried. The wait is ``Retry-After`` if present, else the number
   in the throttle ``detail`` ("Expected available in N seconds"), else exponential backoff with
   full jitter. 429s are bounded by the time budget only; others also by ``max_attempts``.
-- 504 and 512 raise ``QueryTooExpensive`` at once so the caller can shrink the page.
+- 504 and 512 raise ``QueryTooExpensive`` at once so the caller can shrink the page; so does a
+  read timeout (the abandoned query still runs and counts against the 3 concurrent).
+- A 200 whose JSON does not decode (invalid UTF-8, lone surrogate) raises ``UndecodableBody``.
 - 400/401/402/403/404 (and other 4xx) raise ``PostHogFatalError`` at once: retrying cannot help.
-- A wait that would end after the caller's deadline raises ``BudgetExhausted`` (transient: the
-  task fails and Airflow retries later, resuming from the checkpoint).
+- A throttle hint longer than ``max_inline_wait`` or the caller's deadline raises ``ThrottledFor``
+  (the operator defers in the triggerer until then and resumes from the checkpoint); any other
+  wait past the deadline raises ``BudgetExhausted`` (the task fails, Airflow retries later).
 """
 
 from __future__ import annotations
@@ -58,12 +61,30 @@ class QueryTooExpensive(PostHogError):
     """504/512: the query ran out of time/memory; retry with a smaller page."""
 
 
+class UndecodableBody(PostHogError):
+    """A 200 whose body is not valid JSON/UTF-8 (e.g. a lone surrogate): re-asking gives the same
+    bytes, so the caller shrinks the page down to the one bad row and dead-letters it."""
+
+    def __init__(self, message: str, raw: bytes) -> None:
+        super().__init__(message, 200)
+        self.raw = raw
+
+
 class PostHogUnavailable(PostHogError):
     """Transient errors persisted through every attempt."""
 
 
 class BudgetExhausted(PostHogError):
     """The next retry would end after the task's deadline."""
+
+
+class ThrottledFor(BudgetExhausted):
+    """PostHog said when it will answer again ("Expected available in 1200 seconds") and that is
+    longer than the attempt should sleep: wait it out deferred (triggerer), then resume."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message, 429)
+        self.seconds = seconds
 
 
 @dataclass
@@ -141,6 +162,7 @@ class PostHogClient:
         backoff_base: float = 1.0,
         backoff_cap: float = 120.0,
         stats: ApiStats | None = None,
+        max_inline_wait: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -158,6 +180,7 @@ class PostHogClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stats = stats or ApiStats()
+        self.max_inline_wait = max_inline_wait
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._httpx = httpx
@@ -248,6 +271,8 @@ class PostHogClient:
             if status == 200 and isinstance(body, dict) and isinstance(body.get("results"), list):
                 return body
             self.stats.api_errors += 1
+            if status is None and error and error.startswith("read timeout"):
+                raise QueryTooExpensive(f"PostHog query {name!r}: {error} (shrink the page)")
             if status == 429:
                 self.stats.rate_limit_hits += 1
             elif status in SHRINK_STATUSES:
@@ -277,7 +302,16 @@ class PostHogClient:
                 if hint is not None
                 else backoff_seconds(attempt - 1, self.backoff_base, self.backoff_cap, self._rng)
             )
-            if deadline is not None and time.monotonic() + wait > deadline:
+            too_long = self.max_inline_wait is not None and wait > self.max_inline_wait
+            past_budget = deadline is not None and time.monotonic() + wait > deadline
+            if status == 429 and hint is not None and (too_long or past_budget):
+                self.stats.retries += 1
+                raise ThrottledFor(
+                    f"PostHog query {name!r}: throttled, {what}; waiting {wait:.0f}s deferred "
+                    "(no worker or pool slot held), then resuming from the checkpoint",
+                    wait,
+                )
+            if past_budget:
                 raise BudgetExhausted(
                     f"PostHog query {name!r}: waiting {wait:.0f}s after {what} would pass the "
                     "task's time budget; failing so Airflow retries later (resumes from the "
@@ -296,6 +330,9 @@ class PostHogClient:
         self.stats.api_calls += 1
         try:
             response = self._client.post(self.query_path, content=content)
+        except httpx.ReadTimeout as exc:
+            self._count("timeout")
+            return None, None, {}, f"read timeout ({type(exc).__name__})"
         except httpx.TimeoutException as exc:
             self._count("timeout")
             return None, None, {}, f"timeout ({type(exc).__name__})"
@@ -307,9 +344,11 @@ class PostHogClient:
         self.stats.bytes_received += len(raw)
         try:
             body = msgspec.json.decode(raw) if raw else None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             body = {"detail": raw[:200].decode("utf-8", "replace")}
             if response.status_code == 200:
+                if raw.lstrip()[:1] == b"{":  # JSON-shaped but undecodable: the same next time
+                    raise UndecodableBody(f"undecodable response body ({exc})", raw) from None
                 return None, None, response.headers, "a 200 response that is not JSON"
         return response.status_code, body, response.headers, None
 

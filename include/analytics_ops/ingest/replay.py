@@ -41,7 +41,7 @@ def replay_dead_letters(
 ) -> ReplayResult:
     """Replay open PostHog dead letters (all, or just ``ids``)."""
     result = ReplayResult()
-    rules = Rules(cfg.required, cfg.numeric)
+    rules = Rules(cfg.required, cfg.numeric, ranges=cfg.ranges)
     idx = {c: i for i, c in enumerate(COLUMNS)}
     with conn.transaction():
         rows = conn.execute(

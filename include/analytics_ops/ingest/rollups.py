@@ -10,7 +10,8 @@ events of that date — a late event (arrived now, happened days ago) changes it
   rebuilt from all lead events of the pair;
 - ``analytics.daily_metrics`` traffic columns (sessions, conversions, orders, revenue): upserted
   for dates of the *ingest era* only — dates whose whole PT day starts at or after the stream's
-  ingest start (``POSTHOG_INGEST_START``, default: the earliest checkpointed window start). Days
+  ingest start (``POSTHOG_INGEST_START``, default: the stream start stored in
+  ``ops.stream_starts`` by the first scheduled window; manual windows never move it). Days
   before it were loaded by the legacy import and would be clobbered by partial event counts;
   their late events still reach ``posthog_events`` and the entity rollups. Other columns of
   ``daily_metrics`` (ideas) are never touched.
@@ -78,51 +79,96 @@ class RollupResult:
 
 
 # ----------------------------------------------------------------------------- era + watermark
-def era_start(conn: psycopg.Connection, cfg: IngestConfig) -> datetime | None:
-    """Start of the ingest era: the setting, else the earliest checkpointed window of the stream."""
-    if cfg.ingest_start is not None:
-        return cfg.ingest_start
+def stored_stream_start(conn: psycopg.Connection) -> datetime | None:
     row = conn.execute(
-        "SELECT min(window_start) FROM ops.checkpoints WHERE stream = %s", (STREAM,)
+        "SELECT started_at FROM ops.stream_starts WHERE stream = %s", (STREAM,)
     ).fetchone()
     return row[0] if row else None
+
+
+def record_stream_start(conn: psycopg.Connection, start: datetime, recorded_by: str) -> None:
+    """Store the stream start once: the first scheduled window ever attempted. Until one exists,
+    the first window of any run stands in (``recorded_by`` says which); the first scheduled
+    window replaces such a stand-in once, and nothing moves it after that — so a manual run of
+    an old window never moves the era or the watermark's anchor."""
+    conn.execute(
+        """
+        INSERT INTO ops.stream_starts AS s (stream, started_at, recorded_by) VALUES (%s, %s, %s)
+        ON CONFLICT (stream) DO UPDATE
+           SET started_at = EXCLUDED.started_at, recorded_by = EXCLUDED.recorded_by,
+               recorded_at = now()
+         WHERE s.recorded_by <> 'scheduled' AND EXCLUDED.recorded_by = 'scheduled'
+        """,
+        (STREAM, start, recorded_by),
+    )
+
+
+def era_start(conn: psycopg.Connection, cfg: IngestConfig) -> datetime | None:
+    """Start of the ingest era: the setting, else the stored stream start (``ops.stream_starts``:
+    the first scheduled window ever attempted). Manual windows never move it."""
+    if cfg.ingest_start is not None:
+        return cfg.ingest_start
+    return stored_stream_start(conn)
 
 
 def in_era(day: date, start: datetime | None) -> bool:
     return start is not None and pt_day_bounds(day)[0] >= start
 
 
-def advance_contiguous_watermark(conn: psycopg.Connection, cfg: IngestConfig) -> datetime | None:
+#: ``ops.watermarks`` stream: windows before it were read once AND recounted at the first
+#: reconciliation offset (late arrivals fetched). See ``reconcile``.
+RECONCILED_STREAM = "posthog_reconciled"
+
+
+def advance_contiguous_watermark(
+    conn: psycopg.Connection, cfg: IngestConfig, *, recounted_at: Any = None
+) -> datetime | None:
     """Move ``ops.watermarks['posthog'].complete_until`` over every contiguous window that is
-    loaded and rolled up, starting at the current watermark (or, without one, the era start).
-    Returns the watermark."""
-    current = store.read_watermark(conn, STREAM)
-    # Start from the watermark; without one, from the era start. An explicit
+    loaded and rolled up, starting at the current watermark (or, without one, the stream start).
+    With ``recounted_at`` (an offset), move ``RECONCILED_STREAM`` instead, over windows that were
+    also recounted at that offset. Returns the watermark."""
+    name = STREAM if recounted_at is None else RECONCILED_STREAM
+    current = store.read_watermark(conn, name)
+    # Start from the watermark; without one, from the stream start (recorded when the first
+    # scheduled window was attempted, so a first window that failed before writing a checkpoint
+    # is not skipped, and an old manual window cannot anchor it). An explicit
     # POSTHOG_INGEST_START declares everything before it covered (legacy import).
-    pos = current if current is not None else era_start(conn, cfg)
-    if cfg.ingest_start is not None and (pos is None or cfg.ingest_start > pos):
-        pos = cfg.ingest_start
+    pos = current
+    start = era_start(conn, cfg)  # nothing before the stream start is this stream's to wait for
+    if start is not None and (pos is None or start > pos):
+        pos = start
     if pos is None:
         return None
     while True:
         row = conn.execute(
             """
-            SELECT max(window_end) FROM ops.checkpoints
-             WHERE stream = %s AND status = 'complete' AND rolled_up_at IS NOT NULL
-               AND window_start <= %s AND window_end > %s
+            SELECT max(c.window_end) FROM ops.checkpoints c
+             WHERE c.stream = %s AND c.status = 'complete' AND c.rolled_up_at IS NOT NULL
+               AND c.window_start <= %s AND c.window_end > %s
+               AND (%s::interval IS NULL OR EXISTS (
+                    SELECT 1 FROM ops.posthog_reconciliations r
+                     WHERE r.kind = 'window' AND r.check_offset = %s::interval
+                       AND r.window_start = c.window_start AND r.window_end = c.window_end))
             """,
-            (STREAM, pos, pos),
+            (STREAM, pos, pos, recounted_at, recounted_at),
         ).fetchone()
         if row is None or row[0] is None:
             break
         pos = row[0]
     if current is None or pos > current:
-        store.advance_watermark(conn, STREAM, pos)
+        store.advance_watermark(conn, name, pos)
         return pos
     return current
 
 
 # ----------------------------------------------------------------------------- recompute
+def _extra_dates(cursor: Any) -> list[date]:
+    """PT dates the window's load changed outside its own events (a replaced or removed
+    version of a uuid), kept in the checkpoint."""
+    data = cursor if isinstance(cursor, dict) else {}
+    return [date.fromisoformat(d) for d in data.get("extra_dates") or []]
+
+
 def window_dates(conn: psycopg.Connection, start: datetime, end: datetime) -> list[date]:
     rows = conn.execute(
         sql.SQL(
@@ -365,7 +411,7 @@ def rollup_window(
                     f"window [{start.isoformat()}, {end.isoformat()}) is not fully ingested "
                     f"(checkpoint: {cp.status if cp else 'none'}); run ingest_events first"
                 )
-            dates = window_dates(conn, start, end)
+            dates = {*window_dates(conn, start, end), *_extra_dates(cp.cursor)}
             scope = sql.SQL("created_at >= %(w_start)s AND created_at < %(w_end)s")
             result = refresh(conn, cfg, dates, scope, {"w_start": start, "w_end": end})
             conn.execute(

@@ -3,15 +3,17 @@
 A row is loadable when it has a valid ``uuid``, non-empty ``event`` and ``distinct_id``, parseable
 ``timestamp`` and ``created_at``, ``properties`` that are a JSON object PostgreSQL's jsonb can
 store, the required properties of its event type (``IngestConfig.required``) and numeric values
-where the rollups sum them (``IngestConfig.numeric``). Everything else is a dead letter; nothing
-here raises on bad data.
+where the rollups sum them (``IngestConfig.numeric``), finite and within the configured range
+(``IngestConfig.ranges``; a value the rollup columns cannot hold would block the stream).
+Everything else is a dead letter; nothing here raises on bad data.
 """
 
 from __future__ import annotations
 
+import math
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,12 +29,19 @@ _fromiso = datetime.fromisoformat
 _UUID = uuidlib.UUID
 
 
+#: The range a numeric property must lie in when none is configured: what the rollups' columns
+#: (``numeric(14, 2)`` sums of a day) can hold with room to spare.
+DEFAULT_RANGE = (-1_000_000_000.0, 1_000_000_000.0)
+
+
 @dataclass(frozen=True)
 class Rules:
     required: Mapping[str, tuple[str, ...]]
     numeric: Mapping[str, tuple[str, ...]]
     created_lo_ms: int | None = None  # window bounds on created_at (ms, [lo, hi))
     created_hi_ms: int | None = None
+    #: {event: {property: (min, max)}} for numeric properties (inclusive); else DEFAULT_RANGE
+    ranges: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict)
 
 
 def parse_ts(value: Any) -> datetime:
@@ -131,10 +140,18 @@ def check_row(
         if nums:
             for name in nums:
                 value = decoded.get(name)
-                if value is not None and (
-                    isinstance(value, bool) or not isinstance(value, int | float)
-                ):
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float):
                     return None, f"property {name!r} of event {event!r} is not a number"
+                if not math.isfinite(value):
+                    return None, f"property {name!r} of event {event!r} is not finite"
+                lo, hi = rules.ranges.get(event, {}).get(name, DEFAULT_RANGE)
+                if not lo <= value <= hi:
+                    return None, (
+                        f"property {name!r} of event {event!r} is {value!r}, outside the"
+                        f" configured range [{lo:g}, {hi:g}]"
+                    )
         return (uid, event, distinct, ts, created, b"\x01" + text.encode()), None
     except (IndexError, KeyError, TypeError) as exc:
         return None, f"malformed row ({type(exc).__name__}: {exc})"

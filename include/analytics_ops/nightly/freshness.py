@@ -2,8 +2,12 @@
 
 Complete means both:
 
-1. the PostHog ingest watermark (``ops.watermarks``, stream ``posthog``) has ``complete_until`` at
-   or after the end of D in Pacific time (``pt_day_bounds`` — 23 or 25 hours on DST days), and
+1. the PostHog ingest watermark has ``complete_until`` at or after the end of D in Pacific time
+   (``pt_day_bounds`` — 23 or 25 hours on DST days). Which watermark: ``posthog_reconciled``
+   (every window before it was read once AND recounted an hour later with its late arrivals
+   loaded — ``ingest.reconcile``) wherever the reconciliation runs, else ``posthog`` (every
+   window before it was read once, after the settle delay, and rolled up; late arrivals after
+   that read are not promised), and
 2. ``analytics.daily_metrics`` has a row for D with ``revenue``, ``orders``, ``sessions`` and
    ``conversions`` set.
 
@@ -126,12 +130,17 @@ def evaluate_freshness(
     conn,
     day: date,
     *,
-    stream: str = WATERMARK_STREAM,
+    stream: str | None = None,
     required_columns: Sequence[str] = REQUIRED_COLUMNS,
 ) -> Freshness:
-    """Read the watermark and D's ``daily_metrics`` row; no writes."""
+    """Read the watermark (``stream``; ``None`` or ``posthog``: see the module docstring) and D's
+    ``daily_metrics`` row; no writes."""
+    from include.analytics_ops.ingest.rollups import RECONCILED_STREAM
     from include.analytics_ops.store import read_watermark
 
+    if stream in (None, WATERMARK_STREAM):  # "the PostHog ingest": its strongest promise
+        reconciled = read_watermark(conn, RECONCILED_STREAM) is not None
+        stream = RECONCILED_STREAM if reconciled else WATERMARK_STREAM
     for column in required_columns:
         if column not in (*REQUIRED_COLUMNS, "ideas_total", "ideas_added"):
             raise ValueError(f"unknown daily_metrics column {column!r}")

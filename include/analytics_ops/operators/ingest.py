@@ -11,7 +11,10 @@ before ``dag_run.run_after``.
 Settle delay: a window is read only ``POSTHOG_SETTLE_MINUTES`` (15) after its end, because PostHog
 is still receiving its events (arrival lag). A scheduled run starts right at the window end, so the
 ingest task *defers* until then (``DateTimeTrigger`` in the triggerer): no worker slot and no
-``posthog_api`` pool slot are held while waiting, and the wait shows as "deferred" in the UI.
+``posthog_api`` pool slot are held while waiting, and the wait shows as "deferred" in the UI. A
+PostHog throttle whose hint ("Expected available in 1200 seconds") is longer than
+``POSTHOG_MAX_INLINE_WAIT_SECONDS`` or the task's time budget is waited out the same way: the
+attempt stays ``running`` in ``ops.job_runs`` and resumes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -82,6 +85,43 @@ def _config(context: Mapping[str, Any]):
         raise AirflowFailException(f"bad PostHog ingest setting: {exc}") from exc
 
 
+def _client_and_deadline(op: Any, cfg: Any):
+    """The PostHog client of ``op.conn_id`` with the ingest settings, and the attempt's deadline
+    (``time.monotonic()``: the task's execution timeout less 30 s)."""
+    import time
+
+    from include.analytics_ops import db
+    from include.analytics_ops.ingest.posthog import PostHogClient
+
+    budget = op.execution_timeout.total_seconds() - 30 if op.execution_timeout else None
+    deadline = time.monotonic() + budget if budget and budget > 0 else None
+    try:
+        client = PostHogClient.from_airflow(
+            op.conn_id,
+            timeout=cfg.request_timeout,
+            max_attempts=cfg.max_attempts,
+            backoff_base=cfg.backoff_base,
+            backoff_cap=cfg.backoff_cap,
+            max_inline_wait=cfg.max_inline_wait,
+        )
+    except db.ConfigError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    return client, deadline
+
+
+def defer_until(op: BaseOperator, when: datetime, why: str, method_name: str) -> None:
+    """Wait in the triggerer (no worker slot, no ``posthog_api`` pool slot), then resume in
+    ``method_name`` — the settle delay and long PostHog throttles alike."""
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+    op.log.info("%s: deferring until %s", why, when.isoformat())
+    op.defer(
+        trigger=DateTimeTrigger(moment=when),
+        method_name=method_name,
+        timeout=(when - datetime.now(UTC)) + timedelta(hours=1),
+    )
+
+
 class ValidateIngestParamsOperator(BaseOperator):
     """Refuse bad ``params`` / settings before any branch of the run starts work.
 
@@ -125,47 +165,27 @@ class IngestEventsOperator(BaseOperator):
         cfg = _config(context)
         when = ready_at(window, cfg)
         if datetime.now(UTC) < when:
-            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-
-            self.log.info(
-                "window %s settles at %s (end + %s): deferring until then",
-                window.label,
-                when.isoformat(),
-                cfg.settle,
-            )
-            self.defer(
-                trigger=DateTimeTrigger(moment=when),
-                method_name="execute_settled",
-                timeout=(when - datetime.now(UTC)) + timedelta(hours=1),
+            self._defer_until(
+                when, f"window {window.label} settles at {when.isoformat()} (end + {cfg.settle})"
             )
         self._ingest(context, window, cfg)
+
+    def _defer_until(self, when: datetime, why: str) -> None:
+        defer_until(self, when, why, "execute_settled")
 
     def execute_settled(self, context: Any, event: Any = None) -> None:
         self._ingest(context, _window_from_context(context), _config(context))
 
     def _ingest(self, context: Any, window: Any, cfg: Any) -> None:
-        import time
-
         from include.analytics_ops import db, store
         from include.analytics_ops.ingest.loader import WindowError, WindowNotSettled, ingest_window
-        from include.analytics_ops.ingest.posthog import PostHogClient, PostHogFatalError
+        from include.analytics_ops.ingest.posthog import PostHogFatalError, ThrottledFor
 
         reprocess = str(self.reprocess).lower() in ("1", "true", "yes") or bool(
             _params(context).get("reprocess")
         )
-        budget = self.execution_timeout.total_seconds() - 30 if self.execution_timeout else None
-        deadline = time.monotonic() + budget if budget and budget > 0 else None
         key = store.RunKey.from_context(context)
-        try:
-            client = PostHogClient.from_airflow(
-                self.conn_id,
-                timeout=cfg.request_timeout,
-                max_attempts=cfg.max_attempts,
-                backoff_base=cfg.backoff_base,
-                backoff_cap=cfg.backoff_cap,
-            )
-        except db.ConfigError as exc:
-            raise AirflowFailException(str(exc)) from exc
+        client, deadline = _client_and_deadline(self, cfg)
         try:
             with db.connect(autocommit=True) as conn, client:
                 result = ingest_window(
@@ -175,6 +195,8 @@ class IngestEventsOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
         except WindowNotSettled as exc:  # a manual window too close to now: retry later
             raise RuntimeError(str(exc)) from exc
+        except ThrottledFor as exc:  # "Expected available in N seconds": wait in the triggerer
+            self._defer_until(datetime.now(UTC) + timedelta(seconds=exc.seconds), str(exc))
         self.log.info(
             "%s: %d fetched = %d loaded (%d new) + %d dead-lettered in %d page(s), %.1fs; "
             "PostHog calls %s, errors %s, rate-limit hits %s",
@@ -222,4 +244,38 @@ class UpdateRollupsOperator(BaseOperator):
             [d.isoformat() for d in result.era_dates],
             result.watermark.isoformat() if result.watermark else None,
             {k: v for k, v in result.stats().items() if k.endswith(("_processed", "_inserted"))},
+        )
+
+
+class ReconcileLateArrivalsOperator(BaseOperator):
+    """Recount recent windows at each ``POSTHOG_RECONCILE_OFFSETS_HOURS`` offset and fetch what
+    arrived after their read; once a UTC day is over, sweep it for events older than the
+    event-time bound (``ingest.reconcile.reconcile``). A long PostHog throttle is waited out
+    deferred, as in ``ingest_events``. No templated fields."""
+
+    template_fields: Sequence[str] = ()
+    ui_color = "#e3d7ec"
+
+    def __init__(self, *, conn_id: str = "posthog_api", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+
+    def execute(self, context: Any, event: Any = None) -> None:
+        from include.analytics_ops import db, store
+        from include.analytics_ops.ingest.posthog import ThrottledFor
+        from include.analytics_ops.ingest.reconcile import reconcile
+
+        cfg = _config(context)
+        client, deadline = _client_and_deadline(self, cfg)
+        try:
+            with db.connect(autocommit=True) as conn, client:
+                result = reconcile(
+                    conn, client, cfg, key=store.RunKey.from_context(context), deadline=deadline
+                )
+        except ThrottledFor as exc:
+            defer_until(
+                self, datetime.now(UTC) + timedelta(seconds=exc.seconds), str(exc), "execute"
+            )
+        self.log.info(
+            "reconciliation: %s", {k: v for k, v in result.stats().items() if k != "checks"}
         )

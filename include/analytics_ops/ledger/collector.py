@@ -197,7 +197,11 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 
 def _refusal(real: str, roots: Sequence[str]) -> str | None:
     """Why the resolved path ``real`` may not be read, or None."""
-    if len(real.encode("utf-8", "surrogateescape")) > MAX_SOURCE_BYTES:
+    try:
+        encoded = real.encode("utf-8")
+    except UnicodeEncodeError:
+        return "path is not valid UTF-8 (it cannot be a source name)"
+    if len(encoded) > MAX_SOURCE_BYTES:
         return f"path longer than {MAX_SOURCE_BYTES} bytes"
     if not roots:
         return "no LEDGER_ROOTS configured"

@@ -52,6 +52,7 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops import store
+from include.analytics_ops.alerts import log_text
 
 log = logging.getLogger(__name__)
 STREAM = "ledger"
@@ -509,7 +510,10 @@ class _Loader:
             if _connection_lost(self.conn):
                 raise
             # One row the database refuses must not block the others: store line by line.
-            log.warning("%s: bulk load refused (%s); storing line by line", self.source, exc)
+            log.warning(
+                "%s: bulk load refused (%s); storing line by line",
+                log_text(self.source), log_text(str(exc)),
+            )  # fmt: skip
             activity, refused = self._store_each(rows, bad, end_offset, file_state, lines)
             bad = bad + refused
         # the transaction committed: account for it
@@ -621,7 +625,10 @@ def _adopt_alias(conn: psycopg.Connection, source: str, alias: str) -> None:
             conn.execute(
                 "UPDATE ops.ledger_entries SET source = %s WHERE source = %s", (source, alias)
             )
-            log.info("ledger source %s is now known by its real path %s", alias, source)
+            log.info(
+                "ledger source %s is now known by its real path %s",
+                log_text(alias), log_text(source),
+            )  # fmt: skip
 
 
 def collect_file(
@@ -660,7 +667,10 @@ def collect_file(
             if old_path is not None:
                 old_size = os.stat(old_path).st_size
                 if old_size >= old_offset:
-                    log.info("%s rotated: finishing %s from byte %d", path, old_path, old_offset)
+                    log.info(
+                        "%s rotated: finishing %s from byte %d",
+                        log_text(path), log_text(old_path), old_offset,
+                    )  # fmt: skip
                     old_state = {"inode": old_inode, "size": old_size, "head": old_head}
                     loader.load_range(
                         old_path, old_offset, final=True, file_state=old_state, fres=fres
@@ -674,7 +684,9 @@ def collect_file(
                 else:
                     fres.truncated = True
         if fres.truncated:
-            log.warning("%s was truncated or rewritten: reading it again from the start", path)
+            log.warning(
+                "%s was truncated or rewritten: reading it again from the start", log_text(path)
+            )
     with _open_regular(path) as fh:
         head = _head_fingerprint(fh, st.st_size)
     state = {"inode": st.st_ino, "size": st.st_size, "head": head, "rotated": rotated}
@@ -783,7 +795,7 @@ def collect(
     result = CollectResult()
     for real, given, refused in resolve_paths(spec, roots):
         if refused:
-            log.warning("ledger path %s refused: %s", given, refused)
+            log.warning("ledger path %s refused: %s", log_text(given), refused)
             result.files.append(FileResult(real, refused=refused))
             continue
         try:
@@ -791,7 +803,7 @@ def collect(
         except Exception as exc:
             if _connection_lost(conn):
                 raise
-            log.exception("ledger file %s could not be collected", real)
+            log.exception("ledger file %s could not be collected", log_text(real))
             fres = next((f for f in result.files if f.path == real), None)
             if fres is None:
                 fres = FileResult(real)

@@ -76,6 +76,7 @@ class CollectLedgerOperator(BaseOperator):
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         from include.analytics_ops import db, store
+        from include.analytics_ops.alerts import log_text
         from include.analytics_ops.ledger import collect
 
         key = store.RunKey.from_context(context)
@@ -99,7 +100,7 @@ class CollectLedgerOperator(BaseOperator):
             for f in result.files:
                 log.info(
                     "%s: %d lines, %d new, %d duplicates, %d malformed%s%s%s%s%s%s",
-                    f.path, f.lines, f.inserted, f.duplicates, f.malformed,
+                    log_text(f.path), f.lines, f.inserted, f.duplicates, f.malformed,
                     " (rotated)" if f.rotated else "", " (truncated)" if f.truncated else "",
                     " (missing)" if f.missing else "",
                     " (capped: the rest next run)" if f.capped else "",

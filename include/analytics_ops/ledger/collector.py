@@ -170,7 +170,7 @@ class LedgerPathError(ValueError):
 # --------------------------------------------------------------------------- paths
 def _items(spec: str | Sequence[str]) -> list[str]:
     items = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else list(spec)
-    return [os.path.expanduser(i) for i in items if i and i.strip()]
+    return [i for i in items if i and i.strip()]
 
 
 def _static_dir(item: str) -> str:
@@ -187,8 +187,9 @@ def ledger_roots(spec: str | Sequence[str] = "") -> list[str]:
     directories of ``spec`` (the trusted ``LEDGER_PATHS`` entries). Real paths, unique."""
     from include.analytics_ops.config import setting
 
-    configured = _items(str(setting("LEDGER_ROOTS", "") or ""))
-    dirs = configured or [_static_dir(i) for i in _items(spec)]
+    usable = [os.path.expanduser(i) for i in _items(spec) if _bad_text(i, "path") is None]
+    configured = [os.path.expanduser(i) for i in _items(str(setting("LEDGER_ROOTS", "") or ""))]
+    dirs = configured or [_static_dir(i) for i in usable]
     return list(dict.fromkeys(os.path.realpath(d) for d in dirs))
 
 
@@ -227,9 +228,11 @@ def resolve_paths(
     missing."""
     out: dict[str, tuple[str, str, str | None]] = {}
     for item in _items(spec):
-        if "\x00" in item:
-            out.setdefault(item, (item, item, "NUL character in path"))
+        unusable = _bad_text(item, "path")
+        if unusable:
+            out.setdefault(item, (item, item, unusable))
             continue
+        item = os.path.expanduser(item)
         for candidate in sorted(glob.glob(item)) if glob.has_magic(item) else [item]:
             real = os.path.realpath(candidate)
             out.setdefault(real, (real, os.path.abspath(candidate), _refusal(real, roots)))

@@ -49,7 +49,7 @@ def parse_params(params: Mapping[str, Any] | None) -> tuple[list[str] | None, tu
         bad = [v for v in raw_ids if not isinstance(v, str) or not v.strip() or not v.isprintable()]
         if bad:
             raise InvalidRefreshParams(
-                f"param 'client_ids' has empty, non-text or unprintable ids: {bad!r}"
+                f"param 'client_ids' has empty or non-text ids (or unprintable characters): {bad!r}"
             )
         client_ids = list(dict.fromkeys(v.strip() for v in raw_ids))
         if not client_ids:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from include.analytics_ops import migrate
 from include.analytics_ops.ledger import collect
 from include.analytics_ops.ledger.collector import Limits
 from tests.integration.test_ledger_collector import entries, line, offset
@@ -262,3 +265,44 @@ def test_a_ledger_paths_param_outside_the_roots_fails_before_any_work(db, roots,
     with pytest.raises(AirflowFailException, match="no LEDGER_ROOTS"):
         _paths_param({"params": {"ledger_paths": str(logs / "ladder.jsonl")}}, None)
     assert db.execute("SELECT count(*) FROM ops.ledger_files").fetchone()[0] == 0
+
+
+def test_v012_keeps_the_entries_already_stored_and_their_meaning(devenv, tmp_path):
+    """Upgrade an 11-migration database holding entries: every row stays, gets its hash, and the
+    rule "unique per (source, ts, exit, message)" holds on the new key."""
+    name = f"{devenv.analytics_db}_v012"
+    with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = devenv.dsn_for(name)
+    try:
+        old = tmp_path / "sql"
+        old.mkdir()
+        for mig in migrate.discover():
+            if mig.version < 12:
+                shutil.copy(mig.path, old / mig.path.name)
+        migrate.apply_migrations(dsn, sql_dir=old)
+        long_msg = incompressible(600)  # fits the old key (~1.8 kB), as stored rows must have
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO ops.ledger_entries (source, job, ts, exit_code, message) VALUES"
+                " ('/l/a.jsonl', 'a', '2026-11-20T08:00Z', 0, 'ok'),"
+                " ('/l/a.jsonl', 'a', '2026-11-20T08:01Z', 1, %s)",
+                (long_msg,),
+            )
+            migrate.apply_migrations(dsn)
+            rows = conn.execute(
+                "SELECT message, message_sha256 = sha256(convert_to(message, 'UTF8'))"
+                " FROM ops.ledger_entries ORDER BY ts"
+            ).fetchall()
+            assert rows == [("ok", True), (long_msg, True)]
+            again = conn.execute(
+                "INSERT INTO ops.ledger_entries (source, job, ts, exit_code, message)"
+                " VALUES ('/l/a.jsonl', 'a', '2026-11-20T08:01Z', 1, %s)"
+                " ON CONFLICT (source, ts, exit_code, message_sha256) DO NOTHING",
+                (long_msg,),
+            )
+            assert again.rowcount == 0
+    finally:
+        with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')

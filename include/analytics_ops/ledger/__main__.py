@@ -3,7 +3,8 @@
 - ``stats [--job NAME] [--json] [--now ISO]``: the legacy dashboard (runs, success rate and
   failures over 24 h and 7 days, average interval, last failure) per job.
 - ``collect [--paths SPEC] [--no-alert]``: one collection pass outside Airflow (``LEDGER_PATHS``
-  by default), e.g. to backfill a file by hand.
+  by default), e.g. to backfill a file by hand; the summary names refused paths and failed files
+  (exit status 1 when a file failed).
 
 The database is ``--dsn``, ``$ANALYTICS_DSN`` or the connection ``--conn-id`` (default
 ``analytics_db``, e.g. ``AIRFLOW_CONN_ANALYTICS_DB``); ``--dsn`` is visible in ``ps``.
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         result = collect(conn, paths, alert=not args.no_alert)
         print(json.dumps(result.summary(), indent=2, default=str))
-    return 0
+    return 1 if result.errors else 0
 
 
 if __name__ == "__main__":

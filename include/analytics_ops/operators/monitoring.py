@@ -78,9 +78,14 @@ class CollectLedgerOperator(BaseOperator):
         from include.analytics_ops import db, store
         from include.analytics_ops.alerts import log_text
         from include.analytics_ops.ledger import collect
+        from include.analytics_ops.ledger.collector import Limits
 
         key = store.RunKey.from_context(context)
         paths, roots = _paths_param(context, self.paths)
+        try:
+            limits = Limits.from_settings()
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
         with db.connect(autocommit=True) as conn:
             job_run_id = store.start_job_run(conn, key)
             if not paths.strip():
@@ -90,7 +95,7 @@ class CollectLedgerOperator(BaseOperator):
                 )
                 return {"files": 0}
             try:
-                result = collect(conn, paths, roots=roots)
+                result = collect(conn, paths, roots=roots, limits=limits)
             except Exception as exc:
                 store.finish_job_run(
                     conn, job_run_id, "failed", last_error=f"{type(exc).__name__}: {exc}"[:2000]

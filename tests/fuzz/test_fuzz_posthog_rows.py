@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from include.analytics_ops.ingest import validation
 from include.analytics_ops.store import jsonb
+from tests.fuzz.bounded import bounded
 
 pytestmark = pytest.mark.fuzz
+EXAMPLES = 100  # derandomized: the same cases every run (tests/fuzz/bounded.py)
 
 # Known gaps of ingest/validation.py, reported in issue 15 (that module is being rewritten in
 # parallel): a lone surrogate in event/distinct_id is accepted but cannot be stored, one in a
@@ -62,6 +64,7 @@ _STAGE = (
 )
 
 
+@bounded(EXAMPLES)
 @given(rows=st.lists(ROW | st.lists(JSON, max_size=8).map(tuple), min_size=1, max_size=20))
 def test_every_posthog_row_is_valid_or_a_dead_letter_and_storable(db, rows):
     good, bad = validation.split_rows(rows, validation.COLUMNS, RULES)

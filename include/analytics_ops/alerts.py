@@ -36,14 +36,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import smtplib
-import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import psycopg
 
@@ -100,6 +98,45 @@ def _min_severity() -> str:
     return value if value in _RANK else "warning"
 
 
+# --------------------------------------------------------------------------- escaping
+# Titles and bodies carry upstream text (ledger messages, exception texts, API errors): each sink
+# gets it through exactly one helper that makes it inert there.
+_MAX_SUBJECT_CHARS = 250
+
+
+def header_text(text: str) -> str:
+    """Mail header text (the subject): one line. CR, LF and every other control or line-separator
+    character becomes a space (``EmailMessage`` refuses a newline, and a header must never gain a
+    second line); runs of blanks collapse; long text is cut with an ellipsis."""
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if len(cleaned) > _MAX_SUBJECT_CHARS:
+        cleaned = cleaned[: _MAX_SUBJECT_CHARS - 1] + "…"
+    return cleaned
+
+
+def log_text(text: str) -> str:
+    """Log text that cannot forge a log line: line breaks and control characters are shown as
+    escapes (``\\n``)."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn: ``&``, ``<`` and ``>`` as entities (Slack's own rule), so upstream text can
+    never become a mention (``<!channel>``), a user reference or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_link(url: str, label: str) -> str:
+    """A trusted link in mrkdwn; characters that would end the link (``|``, ``>``, blanks) are
+    percent-encoded. Anything but http(s) is shown as text, not linked."""
+    if not url.startswith(("http://", "https://")):
+        return slack_escape(f"{label}: {url}")
+    safe = quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+    return f"<{slack_escape(safe)}|{label}>"
+
+
 # --------------------------------------------------------------------------- messages
 @dataclass(frozen=True)
 class AlertMessage:
@@ -127,7 +164,7 @@ class AlertMessage:
         )
         return f"[{prefix}{self.severity.upper()}] {self.title}"
 
-    def lines(self) -> list[str]:
+    def lines(self, *, with_url: bool = True) -> list[str]:
         out = [self.headline]
         if self.body:
             out.append(self.body)
@@ -144,7 +181,7 @@ class AlertMessage:
         if self.first_seen is not None:
             facts.append(f"since {self.first_seen.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
         out.append(" | ".join(facts))
-        if self.url:
+        if self.url and with_url:
             out.append(f"Airflow: {self.url}")
         return out
 
@@ -165,12 +202,13 @@ class LogChannel:
 
     def send(self, message: AlertMessage) -> dict[str, Any]:
         level = logging.INFO if message.kind == "resolved" else logging.WARNING
-        log.log(level, "ALERT NOTIFY %s", message.text().replace("\n", " || "))
+        log.log(level, "ALERT NOTIFY %s", log_text(" || ".join(message.lines())))
         return {}
 
 
 class SlackWebhookChannel:
-    """Slack incoming webhook: a plain JSON POST of ``{"text": ...}``."""
+    """Slack incoming webhook: a plain JSON POST of ``{"text": ...}``. Every dynamic text is
+    escaped (``slack_escape``); the only link is the trusted Airflow one, appended after it."""
 
     name = "slack"
 
@@ -181,9 +219,9 @@ class SlackWebhookChannel:
     def send(self, message: AlertMessage) -> dict[str, Any]:
         import httpx
 
-        text = message.text()
-        if message.url:  # Slack mrkdwn link instead of the bare URL line
-            text = text.replace(f"Airflow: {message.url}", f"<{message.url}|Open in Airflow>")
+        text = "\n".join(slack_escape(line) for line in message.lines(with_url=False))
+        if message.url:
+            text += "\n" + _slack_link(message.url, "Open in Airflow")
         response = httpx.post(self.url, json={"text": text}, timeout=self.timeout)
         if response.status_code >= 300:
             raise ChannelError(
@@ -193,7 +231,9 @@ class SlackWebhookChannel:
 
 
 class EmailChannel:
-    """Plain-text mail through the ``smtp_default`` server (smtplib)."""
+    """Plain-text mail through the ``smtp_default`` server, over the package's one SMTP client
+    (``reports.email.smtp_session``): TLS before login — implicit TLS, or STARTTLS that the
+    server must offer — unless the connection explicitly disables both."""
 
     name = "email"
 
@@ -210,31 +250,37 @@ class EmailChannel:
         starttls: bool = True,
         timeout: float = 10.0,
     ) -> None:
-        self.host, self.port, self.sender = host, port, sender
+        from include.analytics_ops.reports.email import SmtpSettings
+
+        self.settings = SmtpSettings(
+            host=host,
+            port=port,
+            login=login or None,
+            password=password or None,
+            use_ssl=use_ssl,
+            starttls=starttls and not use_ssl,
+            timeout=timeout,
+        )
+        self.sender = sender
         self.recipients = list(recipients)
-        self.login, self.password = login, password
-        self.use_ssl, self.starttls, self.timeout = use_ssl, starttls, timeout
+
+    @property
+    def use_ssl(self) -> bool:
+        return self.settings.use_ssl
+
+    @property
+    def starttls(self) -> bool:
+        return self.settings.starttls
 
     def send(self, message: AlertMessage) -> dict[str, Any]:
+        from include.analytics_ops.reports.email import smtp_session
+
         mail = EmailMessage()
-        mail["Subject"] = message.headline
+        mail["Subject"] = header_text(message.headline)
         mail["From"] = self.sender
         mail["To"] = ", ".join(self.recipients)
         mail.set_content(message.text() + "\n\n-- analytics-ops alert path\n")
-        context = ssl.create_default_context()
-        if self.use_ssl:
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=context
-            )
-        else:
-            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        with client:
-            client.ehlo()
-            if not self.use_ssl and self.starttls and client.has_extn("starttls"):
-                client.starttls(context=context)
-                client.ehlo()
-            if self.login:
-                client.login(self.login, self.password or "")
+        with smtp_session(self.settings) as client:
             refused = client.send_message(mail)
         if refused:
             raise ChannelError(f"recipients refused: {sorted(refused)}")
@@ -300,10 +346,6 @@ def _slack_url(fields: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
-
-
 def configured_channels() -> list[Channel]:
     """The channels to notify, from settings and the connections that exist."""
     wanted = [
@@ -326,26 +368,34 @@ def configured_channels() -> list[Channel]:
             if r.strip()
         ]
         if fields and fields.get("host") and recipients:
+            from include.analytics_ops.reports.email import SmtpSettings
+
             extra = fields.get("extra") or {}
-            use_ssl = not _truthy(extra.get("disable_ssl", False))
-            port = int(fields.get("port") or (465 if use_ssl else 25))
+            smtp = SmtpSettings.from_fields(
+                host=fields["host"],
+                port=fields.get("port"),
+                login=fields.get("login"),
+                password=fields.get("password"),
+                extra=extra,
+                timeout=timeout,
+            )
             sender = (
-                extra.get("from_email")
+                smtp.from_email
                 or _setting("EMAIL_FROM", "")
                 or fields.get("login")
                 or "analytics-ops@localhost"
             )
             channels.append(
                 EmailChannel(
-                    fields["host"],
-                    port,
+                    smtp.host,
+                    smtp.port,
                     str(sender),
                     recipients,
-                    login=fields.get("login"),
-                    password=fields.get("password"),
-                    use_ssl=use_ssl,
-                    starttls=not _truthy(extra.get("disable_tls", False)),
-                    timeout=float(extra.get("timeout") or timeout),
+                    login=smtp.login,
+                    password=smtp.password,
+                    use_ssl=smtp.use_ssl,
+                    starttls=smtp.starttls,
+                    timeout=smtp.timeout,
                 )
             )
         elif fields and not recipients:
@@ -373,7 +423,10 @@ def deliver(
             if getattr(exc, "status", None):
                 result["status"] = exc.status  # type: ignore[attr-defined]
             results[channel.name] = result
-            log.error("alert channel %s failed for %s: %s", channel.name, message.dedup_key, exc)
+            log.error(
+                "alert channel %s failed for %s: %s",
+                channel.name, log_text(message.dedup_key), log_text(str(exc)),
+            )  # fmt: skip
     return results
 
 
@@ -529,9 +582,9 @@ def raise_alert(
         "ALERT %s [%s] %s: %s %s",
         transition,
         severity,
-        dedup_key,
-        title,
-        f"- {body}" if body else "",
+        log_text(dedup_key),
+        log_text(title),
+        f"- {log_text(body)}" if body else "",
     )
     kind: str | None = None
     if notify and _RANK[severity] >= _RANK[_min_severity()]:
@@ -594,7 +647,8 @@ def _dispatch(
                 f" this alert are paused until it is stable for {minutes} min."
                 + (f" Last: {alert['body']}" if alert["body"] else "")
             )}  # fmt: skip
-            log.warning("ALERT %s is flapping (%s changes in %s)", alert["dedup_key"], seen, window)
+            key = log_text(alert["dedup_key"])
+            log.warning("ALERT %s is flapping (%s changes in %s)", key, seen, window)
             return _notify(conn, alert, "flapping", channels, event_id=event_id), None, True
     return _notify(conn, alert, kind, channels, event_id=event_id), None, False
 
@@ -676,7 +730,7 @@ def resolve_alert(
         " VALUES (%s, 'resolved', %s, %s) RETURNING id",
         (row[0], row[1], note or "resolved"),
     ).fetchone()[0]
-    log.info("ALERT resolved %s %s", dedup_key, note)
+    log.info("ALERT resolved %s %s", log_text(dedup_key), log_text(note))
     if notify and row[3] is not None:  # a recovery only for what the channels were told
         alert = _fetch(conn, row[0])
         if note:

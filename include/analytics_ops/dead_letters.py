@@ -3,15 +3,16 @@
 Usage::
 
     python -m include.analytics_ops.dead_letters list   [--stream posthog] [--limit 50] [--json]
-    python -m include.analytics_ops.dead_letters replay [--stream posthog] [--id N ...] [--dsn DSN]
+    python -m include.analytics_ops.dead_letters [--conn-id ID] replay [--stream posthog] [--id N]
 
 ``list`` shows open (unresolved) dead letters: id, stream, uuid/key, attempts, reason. ``replay``
 re-validates them with the current settings (``POSTHOG_*``, see ``ingest.config``) and payloads
 (fix a payload with SQL first if the data itself was wrong): rows that now pass are loaded exactly
 once and marked resolved, the rollups of their dates are recomputed; rows that still fail keep
-their (refreshed) reason and one more attempt is counted. The database is ``--dsn`` or the
-``analytics_db`` connection (``AIRFLOW_CONN_ANALYTICS_DB``). Exit status 0 when nothing is left
-failing among the replayed rows, 1 otherwise.
+their (refreshed) reason and one more attempt is counted. The database is ``--dsn``,
+``$ANALYTICS_DSN`` or the connection ``--conn-id`` (default ``analytics_db``, e.g.
+``AIRFLOW_CONN_ANALYTICS_DB``); ``--dsn`` is visible in ``ps``. Exit status 0 when nothing is
+left failing among the replayed rows, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.analytics_ops.dead_letters", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--dsn", help="analytics database (default: the analytics_db connection)")
+    db.add_database_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="show open dead letters")
     p_list.add_argument("--stream", default=None, help="only this stream (e.g. posthog)")
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        conn = db.connect(args.dsn, autocommit=True)
+        conn = db.connect(db.cli_dsn(args), autocommit=True)
     except (db.ConfigError, Exception) as exc:
         print(f"cannot connect to the analytics database: {exc}", file=sys.stderr)
         return 2

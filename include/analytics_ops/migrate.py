@@ -1,6 +1,9 @@
 """Apply the versioned schema migrations in ``include/sql/`` to ``analytics_db``.
 
-Usage: ``python -m include.analytics_ops.migrate [--dsn DSN] [--status]``
+Usage: ``python -m include.analytics_ops.migrate [--conn-id ID | --dsn DSN] [--status]`` — the
+database is ``--dsn``, else ``$ANALYTICS_DSN``, else the Airflow connection ``--conn-id``
+(default ``analytics_db``, e.g. ``AIRFLOW_CONN_ANALYTICS_DB``); prefer the last two for a DSN with
+a password (``--dsn`` is visible in ``ps``).
 
 Each ``V<NNN>__<name>.sql`` file runs once, in order, in its own transaction, and is recorded in
 ``public.analytics_ops_migrations`` with its checksum. Applying twice is a no-op; an applied file
@@ -19,7 +22,13 @@ from pathlib import Path
 
 import psycopg
 
-from include.analytics_ops.db import ConfigError, describe_dsn, resolve_dsn
+from include.analytics_ops.db import (
+    ConfigError,
+    add_database_arguments,
+    cli_dsn,
+    connect,
+    describe_dsn,
+)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _NAME = re.compile(r"^V(\d{3,})__([a-z0-9_]+)\.sql$")
@@ -59,7 +68,7 @@ def apply_migrations(dsn: str | None = None, sql_dir: Path = SQL_DIR) -> list[Mi
     """Apply pending migrations; return the ones applied now."""
     migrations = discover(sql_dir)
     applied_now: list[Migration] = []
-    with psycopg.connect(resolve_dsn(dsn), autocommit=True) as conn:
+    with connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             conn.execute(
@@ -94,7 +103,7 @@ def apply_migrations(dsn: str | None = None, sql_dir: Path = SQL_DIR) -> list[Mi
 
 
 def status(dsn: str | None = None) -> list[tuple[int, str, bool]]:
-    with psycopg.connect(resolve_dsn(dsn)) as conn:
+    with connect(dsn) as conn:
         exists = conn.execute("SELECT to_regclass('public.analytics_ops_migrations')").fetchone()[0]
         done = set()
         if exists:
@@ -108,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m include.analytics_ops.migrate", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--dsn", help="libpq DSN (default: the analytics_db connection)")
+    add_database_arguments(parser)
     parser.add_argument("--status", action="store_true", help="list migrations and exit")
     args = parser.parse_args(argv)
+    dsn = None
     try:
-        dsn = resolve_dsn(args.dsn)
+        dsn = cli_dsn(args)
         if args.status:
             for version, name, done in status(dsn):
                 print(f"V{version:03d} {name:40s} {'applied' if done else 'pending'}")
@@ -120,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         applied = apply_migrations(dsn)
     except (ConfigError, psycopg.Error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        target = describe_dsn(args.dsn) if args.dsn else "analytics_db"
+        target = describe_dsn(dsn) if dsn else args.conn_id
         print(f"migrate: cannot apply migrations to {target}: {first}", file=sys.stderr)
         return 2
     if applied:

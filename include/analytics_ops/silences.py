@@ -167,10 +167,12 @@ def _print_table(rows: Sequence[dict[str, Any]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from include.analytics_ops import db
+
     parser = argparse.ArgumentParser(
         prog="python -m include.analytics_ops.silences", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--dsn", help="analytics database (default: the analytics_db connection)")
+    db.add_database_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add", help="silence matching alerts for a while")
     add.add_argument("--match", required=True, help="dedup-key glob, e.g. 'ledger_failed:*'")
@@ -185,15 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cancel.add_argument("id", type=int)
     args = parser.parse_args(argv)
 
-    from include.analytics_ops import db
-
     try:
         duration = parse_duration(args.duration) if getattr(args, "duration", None) else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        conn = db.connect(args.dsn, autocommit=True)
+        conn = db.connect(db.cli_dsn(args), autocommit=True)
     except Exception as exc:  # one line, no traceback (the DSN's password is never printed)
         print(f"cannot connect to the analytics database: {exc}", file=sys.stderr)
         return 2

@@ -61,7 +61,12 @@ def write_file(path: Path, lines: int) -> list[tuple[str, str, datetime, int, st
 def raw_copy(conn: psycopg.Connection, rows) -> float:
     conn.execute("DROP TABLE IF EXISTS bench_raw")
     conn.execute("CREATE TABLE bench_raw (LIKE ops.ledger_entries INCLUDING ALL)")
-    # the same unique key and indexes as ops.ledger_entries (LIKE copies them)
+    # the same unique key and indexes as ops.ledger_entries (LIKE copies them), and the same
+    # trigger computing the key's message hash (V012; LIKE does not copy triggers)
+    conn.execute(
+        "CREATE TRIGGER bench_raw_hash BEFORE INSERT ON bench_raw"
+        " FOR EACH ROW EXECUTE FUNCTION ops.ledger_entries_hash_message()"
+    )
     text = "".join(f"{s}\t{j}\t{t.isoformat()}\t{c}\t{m}\n" for s, j, t, c, m in rows).encode()
     t0 = time.perf_counter()
     copy_sql = "COPY bench_raw (source, job, ts, exit_code, message) FROM STDIN"

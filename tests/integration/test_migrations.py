@@ -107,7 +107,8 @@ UNIQUE_KEYS = {
     "analytics.user_daily_stats": ("user_id", "user_type", "stat_date"),
     "analytics.development_daily_stats": ("development_id", "stat_date"),
     "analytics.leads": ("listing_id", "seeker_id"),
-    "ops.ledger_entries": ("source", "ts", "exit_code", "message"),
+    # (source, ts, exit_code, message) through the message's hash (V012: btree's row limit)
+    "ops.ledger_entries": ("source", "ts", "exit_code", "message_sha256"),
     "analytics.daily_metrics": ("metric_date",),
     "analytics.inventory_refresh_results": ("run_id", "client_id", "platform"),
     "analytics.check_results": ("target_date", "check_name"),

@@ -117,7 +117,11 @@ class RefreshOutcome:
         return self.status == "success"
 
 
+_MAX_COUNT = 2**31 - 1  # the results table's integer columns
+
+
 def _first_int(payload: Mapping[str, Any], *paths: str) -> int | None:
+    """The first count found along ``paths``; a negative or out-of-range number is no count."""
     for path in paths:
         node: Any = payload
         for key in path.split("."):
@@ -127,10 +131,12 @@ def _first_int(payload: Mapping[str, Any], *paths: str) -> int | None:
             node = node[key]
         if isinstance(node, bool) or node is None:
             continue
-        if isinstance(node, int):
-            return node
         if isinstance(node, float) and node.is_integer():
-            return int(node)
+            node = int(node)
+        if isinstance(node, int):
+            if 0 <= node <= _MAX_COUNT:
+                return node
+            continue
         if isinstance(node, (list, tuple, dict)):
             return len(node)
     return None

@@ -46,9 +46,11 @@ def parse_params(params: Mapping[str, Any] | None) -> tuple[list[str] | None, tu
             raise InvalidRefreshParams(
                 f"param 'client_ids' must be a list of client ids, got {type(raw_ids).__name__}"
             )
-        bad = [v for v in raw_ids if not isinstance(v, str) or not v.strip()]
+        bad = [v for v in raw_ids if not isinstance(v, str) or not v.strip() or not v.isprintable()]
         if bad:
-            raise InvalidRefreshParams(f"param 'client_ids' has empty or non-text ids: {bad!r}")
+            raise InvalidRefreshParams(
+                f"param 'client_ids' has empty or non-text ids (or unprintable characters): {bad!r}"
+            )
         client_ids = list(dict.fromkeys(v.strip() for v in raw_ids))
         if not client_ids:
             raise InvalidRefreshParams(

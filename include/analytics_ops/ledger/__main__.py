@@ -3,9 +3,11 @@
 - ``stats [--job NAME] [--json] [--now ISO]``: the legacy dashboard (runs, success rate and
   failures over 24 h and 7 days, average interval, last failure) per job.
 - ``collect [--paths SPEC] [--no-alert]``: one collection pass outside Airflow (``LEDGER_PATHS``
-  by default), e.g. to backfill a file by hand.
+  by default), e.g. to backfill a file by hand; the summary names refused paths and failed files
+  (exit status 1 when a file failed).
 
-The database is ``--dsn`` or the ``analytics_db`` connection (``AIRFLOW_CONN_ANALYTICS_DB``).
+The database is ``--dsn``, ``$ANALYTICS_DSN`` or the connection ``--conn-id`` (default
+``analytics_db``, e.g. ``AIRFLOW_CONN_ANALYTICS_DB``); ``--dsn`` is visible in ``ps``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from include.analytics_ops.ledger.stats import format_stats, ledger_stats
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.analytics_ops.ledger")
-    parser.add_argument("--dsn", help="analytics DB (default: the analytics_db connection)")
+    db.add_database_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     st = sub.add_parser("stats", help="per-job statistics (legacy dashboard)")
     st.add_argument("--job")
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        conn = db.connect(args.dsn, autocommit=True)
+        conn = db.connect(db.cli_dsn(args), autocommit=True)
     except db.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         result = collect(conn, paths, alert=not args.no_alert)
         print(json.dumps(result.summary(), indent=2, default=str))
-    return 0
+    return 1 if result.errors else 0
 
 
 if __name__ == "__main__":

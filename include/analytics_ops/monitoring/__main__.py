@@ -33,7 +33,7 @@ def _print_states(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m include.analytics_ops.monitoring")
-    parser.add_argument("--dsn", help="analytics DB (default: the analytics_db connection)")
+    db.add_database_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("evaluate", help="evaluate every monitored job and alert on flips")
     ev.add_argument("--now", help="evaluate as of this ISO-8601 time (default: now)")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
-        conn = db.connect(args.dsn, autocommit=True)
+        conn = db.connect(db.cli_dsn(args), autocommit=True)
     except db.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -89,15 +89,21 @@ class AirflowApiSource:
 
     @classmethod
     def from_settings(cls) -> AirflowApiSource:
+        """From the ``airflow_api`` connection. The scheme is the connection's: a ``host`` with
+        its own scheme (``https://airflow.example.com``), else the schema field, else the
+        connection type of a URI (``https://user:pw@host``), else https — credentials never go
+        to ``/auth/token`` in clear because a scheme was assumed."""
         from include.analytics_ops.alerts import connection_fields
+        from include.analytics_ops.connections import http_base_url
 
         fields = connection_fields(API_CONN_ID) or {}
         host = (fields.get("host") or "").strip()
-        if host and not host.startswith(("http://", "https://")):
-            host = f"http://{host}"
-            if fields.get("port"):
-                host += f":{fields['port']}"
-        base = host or os.environ.get("AIRFLOW__API__BASE_URL") or "http://localhost:8080"
+        if host:
+            schemes = [fields.get("schema"), fields.get("conn_type")]
+            scheme = next((s for s in schemes if s in ("http", "https")), None)
+            base = http_base_url(API_CONN_ID, host, fields.get("port"), scheme)
+        else:
+            base = os.environ.get("AIRFLOW__API__BASE_URL") or "http://localhost:8080"
         extra = fields.get("extra") or {}
         return cls(
             base,
@@ -129,7 +135,10 @@ class AirflowApiSource:
             raise SourceUnavailable(f"Airflow API at {self.base_url} unreachable: {exc}") from exc
         if resp.status_code >= 300:
             raise SourceUnavailable(f"Airflow API token request answered {resp.status_code}")
-        self._token = resp.json()["access_token"]
+        token = _json_object(resp, "/auth/token").get("access_token")
+        if not isinstance(token, str) or not token:
+            raise SourceUnavailable("Airflow API /auth/token answered without an access_token")
+        self._token = token
         return self._token
 
     def _get(self, path: str, **params: Any) -> dict[str, Any] | None:
@@ -145,13 +154,16 @@ class AirflowApiSource:
             return None
         if resp.status_code >= 300:
             raise SourceUnavailable(f"Airflow API {path} answered {resp.status_code}")
-        return resp.json()
+        return _json_object(resp, path)
 
     def dag_runs(self, dag_id: str, limit: int = 100) -> list[RunRecord]:
-        data = self._get(
-            f"/api/v2/dags/{quote(dag_id)}/dagRuns", limit=limit, order_by="-run_after"
-        )
-        return [_record(r, "dag_run_id") for r in (data or {}).get("dag_runs", [])]
+        path = f"/api/v2/dags/{quote(dag_id)}/dagRuns"
+        data = self._get(path, limit=limit, order_by="-run_after")
+        rows = (data or {}).get("dag_runs", [])
+        try:
+            return [_record(r, "dag_run_id") for r in rows]
+        except (AttributeError, TypeError, ValueError) as exc:  # not the documented shape
+            raise SourceUnavailable(f"Airflow API {path} answered unexpected runs: {exc}") from exc
 
     def is_paused(self, dag_id: str) -> bool | None:
         data = self._get(f"/api/v2/dags/{quote(dag_id)}")
@@ -212,6 +224,19 @@ class AirflowCliSource:
 
     def waiting_tasks(self, limit: int = 1000) -> list[dict[str, Any]]:
         return []  # the CLI has no cheap cross-DAG listing; missing pools are still found
+
+
+def _json_object(resp: Any, path: str) -> dict[str, Any]:
+    """The answer's JSON object; anything else (an HTML login page from a proxy, a list, a
+    truncated body) means the API is not usable right now — the caller falls back."""
+    try:
+        data = resp.json()
+    except ValueError as exc:
+        kind = resp.headers.get("content-type", "?")
+        raise SourceUnavailable(f"Airflow API {path} answered non-JSON ({kind})") from exc
+    if not isinstance(data, dict):
+        raise SourceUnavailable(f"Airflow API {path} answered {type(data).__name__}, not an object")
+    return data
 
 
 _SCHEDULED_ID = re.compile(r"^scheduled__(.+)$")

@@ -26,17 +26,36 @@ def _fail(message: str):
     return AirflowFailException(message)
 
 
-def _paths_param(context: Mapping[str, Any], configured: str | None) -> str:
-    """The run's ``ledger_paths`` param, else the operator's ``paths``, else ``LEDGER_PATHS``."""
+def _paths_param(context: Mapping[str, Any], configured: str | None) -> tuple[str, list[str]]:
+    """(paths, roots): the run's ``ledger_paths`` param, else the operator's ``paths``, else
+    ``LEDGER_PATHS``; and the directories they may be read from (``LEDGER_ROOTS``, default:
+    the directories of the configured paths). A param path outside them, or not a regular file,
+    fails the task before anything is read."""
     from include.analytics_ops.config import setting
+    from include.analytics_ops.ledger.collector import (
+        LedgerPathError,
+        check_requested_paths,
+        ledger_roots,
+    )
 
+    trusted = configured or setting("LEDGER_PATHS", "")
+    roots = ledger_roots(trusted)
     params = context.get("params") or {}
     value = params.get("ledger_paths")
     if value not in (None, ""):
         if not isinstance(value, str) or "\x00" in value:
             raise _fail(f"params.ledger_paths must be a comma-separated string, got {value!r}")
-        return value
-    return configured or setting("LEDGER_PATHS", "")
+        if not roots:
+            raise _fail(
+                "params.ledger_paths refused: no LEDGER_ROOTS (or LEDGER_PATHS) is configured,"
+                " so no directory may be read"
+            )
+        try:
+            check_requested_paths(value, roots)
+        except LedgerPathError as exc:
+            raise _fail(f"params.ledger_paths refused: {exc}") from None
+        return value, roots
+    return trusted, roots
 
 
 class CollectLedgerOperator(BaseOperator):
@@ -57,10 +76,16 @@ class CollectLedgerOperator(BaseOperator):
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
         from include.analytics_ops import db, store
+        from include.analytics_ops.alerts import log_text
         from include.analytics_ops.ledger import collect
+        from include.analytics_ops.ledger.collector import Limits
 
         key = store.RunKey.from_context(context)
-        paths = _paths_param(context, self.paths)
+        paths, roots = _paths_param(context, self.paths)
+        try:
+            limits = Limits.from_settings()
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
         with db.connect(autocommit=True) as conn:
             job_run_id = store.start_job_run(conn, key)
             if not paths.strip():
@@ -70,7 +95,7 @@ class CollectLedgerOperator(BaseOperator):
                 )
                 return {"files": 0}
             try:
-                result = collect(conn, paths)
+                result = collect(conn, paths, roots=roots, limits=limits)
             except Exception as exc:
                 store.finish_job_run(
                     conn, job_run_id, "failed", last_error=f"{type(exc).__name__}: {exc}"[:2000]
@@ -79,30 +104,35 @@ class CollectLedgerOperator(BaseOperator):
             summary = result.summary()
             for f in result.files:
                 log.info(
-                    "%s: %d lines, %d new, %d duplicates, %d malformed%s%s%s",
-                    f.path, f.lines, f.inserted, f.duplicates, f.malformed,
+                    "%s: %d lines, %d new, %d duplicates, %d malformed%s%s%s%s%s%s",
+                    log_text(f.path), f.lines, f.inserted, f.duplicates, f.malformed,
                     " (rotated)" if f.rotated else "", " (truncated)" if f.truncated else "",
                     " (missing)" if f.missing else "",
+                    " (capped: the rest next run)" if f.capped else "",
+                    f" REFUSED: {f.refused}" if f.refused else "",
+                    f" FAILED: {f.error}" if f.error else "",
                 )  # fmt: skip
-            status = "partial" if result.malformed else "completed"
+            problems = result.malformed or result.refused or result.errors
             message = f"{result.inserted} new entries from {len(result.files)} files"
             if result.malformed:
                 message += f", {result.malformed} malformed lines dead-lettered"
+            if result.refused:
+                message += f", {len(result.refused)} paths refused"
+            if result.errors:
+                message += f", {len(result.errors)} files failed"
             store.finish_job_run(
                 conn,
                 job_run_id,
-                status,
+                "partial" if problems else "completed",
                 records_in=result.lines,
                 records_out=result.inserted,
-                error_count=result.malformed,
+                error_count=result.malformed + len(result.refused) + len(result.errors),
+                last_error="; ".join(f"{p}: {e}" for p, e in result.errors.items())[:2000] or None,
                 stats=summary,
-                status_message=f"{result.inserted} new entries from {len(result.files)} files"
-                + (
-                    f", {result.malformed} malformed lines dead-lettered"
-                    if result.malformed
-                    else ""
-                ),
+                status_message=message,
             )
+        if result.errors:  # the other files were collected; this run still says it failed
+            raise RuntimeError(f"ledger files failed: {'; '.join(result.errors)}")
         return {k: summary[k] for k in ("files", "lines", "inserted", "malformed")}
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -98,23 +99,44 @@ class SmtpSettings:
     @classmethod
     def from_connection(cls, conn: Any) -> SmtpSettings:
         """From an Airflow ``Connection`` (or anything with its attributes)."""
-        extra = getattr(conn, "extra_dejson", None) or {}
-        if not conn.host:
+        return cls.from_fields(
+            host=conn.host,
+            port=conn.port,
+            login=conn.login,
+            password=conn.password,
+            extra=getattr(conn, "extra_dejson", None) or {},
+        )
+
+    @classmethod
+    def from_fields(
+        cls,
+        *,
+        host: str | None,
+        port: int | str | None = None,
+        login: str | None = None,
+        password: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        timeout: float = 30.0,
+    ) -> SmtpSettings:
+        """From connection fields, with the SMTP provider's extras (``disable_ssl``,
+        ``disable_tls``, ``timeout``, ``from_email``)."""
+        extra = extra or {}
+        if not host:
             raise EmailConfigError("the SMTP connection has no host")
 
         def flag(name: str) -> bool:
             return str(extra.get(name, False)).strip().lower() in ("1", "true", "yes", "on")
 
         use_ssl, starttls = not flag("disable_ssl"), not flag("disable_tls")
-        port = int(conn.port) if conn.port else (465 if use_ssl else 587 if starttls else 25)
+        port = int(port) if port else (465 if use_ssl else 587 if starttls else 25)
         return cls(
-            host=str(conn.host),
+            host=str(host),
             port=port,
-            login=conn.login or None,
-            password=conn.password or None,
+            login=login or None,
+            password=password or None,
             use_ssl=use_ssl,
             starttls=starttls and not use_ssl,
-            timeout=float(extra.get("timeout", 30)),
+            timeout=float(extra.get("timeout") or timeout),
             from_email=extra.get("from_email"),
         )
 
@@ -147,6 +169,25 @@ def send_message(
     message["To"] = ", ".join(recipients)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid("cto-report", domain=sender.rpartition("@")[2] or None)
+    with smtp_session(settings) as client:
+        try:
+            refused = client.send_message(message, from_addr=sender, to_addrs=list(recipients))
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise EmailConfigError(
+                f"every recipient was refused: {sorted(exc.recipients)}"
+            ) from None
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in (refused or {}).items()}
+
+
+@contextmanager
+def smtp_session(settings: SmtpSettings) -> Iterator[smtplib.SMTP]:
+    """An SMTP client connected, encrypted and logged in — the one way this package talks SMTP
+    (the CTO report and the alert mail).
+
+    TLS before login: implicit TLS, or STARTTLS, which must then be offered — a server (or an
+    attacker stripping the capability) that does not offer it gets
+    ``smtplib.SMTPNotSupportedError``, never the password in clear. Only a connection that
+    explicitly disables both (``disable_ssl`` and ``disable_tls``) talks plain SMTP."""
     smtp_cls = smtplib.SMTP_SSL if settings.use_ssl else smtplib.SMTP
     kwargs: dict[str, Any] = {"timeout": settings.timeout}
     if settings.use_ssl:
@@ -163,10 +204,4 @@ def send_message(
                 raise EmailConfigError(
                     f"SMTP login refused for {settings.login!r}: {exc.smtp_code}"
                 ) from None
-        try:
-            refused = client.send_message(message, from_addr=sender, to_addrs=list(recipients))
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise EmailConfigError(
-                f"every recipient was refused: {sorted(exc.recipients)}"
-            ) from None
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in (refused or {}).items()}
+        yield client

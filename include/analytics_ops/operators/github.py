@@ -253,15 +253,18 @@ class ScoreProjectHealthOperator(BaseOperator):
                 raise AirflowFailException(str(exc)) from exc
             counts = {s: sum(h.status == s for h in out.values()) for s in ("healthy", "warning")}
             counts["critical"] = len(out) - sum(counts.values())
+            message = f"{len(out)} projects: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+            if not out:
+                message = "0 projects: no active project in analytics.projects, nothing to score"
             store.finish_job_run(
                 conn,
                 job_run_id,
                 "completed",
                 records_out=len(out),
                 stats={"projects": len(out), **counts},
-                status_message=", ".join(f"{v} {k}" for k, v in counts.items()),
+                status_message=message,
             )
-        self.log.info("project health for %s: %s", day, counts)
+        self.log.info("project health for %s: %s", day, message)
 
 
 class BranchIncomplete(AirflowFailException):

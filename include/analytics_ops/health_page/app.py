@@ -183,13 +183,17 @@ def requires_read_of_monitored_dags(
     """
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
-    from airflow.api_fastapi.core_api.security import GetUserDep
+    from airflow.api_fastapi.core_api.security import get_user
 
     from include.analytics_ops.health_page.queries import registry_dag_ids
 
     ids = dag_ids or registry_dag_ids
 
-    def inner(user: GetUserDep) -> None:
+    current_user = Depends(get_user)
+
+    # Depends() as a default, not the GetUserDep annotation: annotations are strings here
+    # (``from __future__ import annotations``) and a local import would not resolve.
+    def inner(user: Any = current_user) -> None:
         manager = get_auth_manager()
         denied = [
             d

@@ -30,6 +30,7 @@ wins). Label matching ignores case. Pull requests are never bugs.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -170,6 +171,8 @@ def storable(value: Any, limit: int | None = None) -> Any:
         if not text.isascii():  # lone surrogates (JSON "\\ud800") cannot be UTF-8 encoded
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return text[:limit] if limit is not None else text
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/Infinity (jsonb refuses them)
     if isinstance(value, dict):
         return {str(storable(k)): storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -214,6 +217,9 @@ def parse_issue(raw: Mapping[str, Any], convention: LabelConvention) -> IssueRec
     if not 0 < number <= MAX_ISSUE_NUMBER:
         raise ValueError(f"issue number out of range: {number}"[:200])
     login = assignee.get("login") if isinstance(assignee, Mapping) else None
+    opened_at = _ts(raw["created_at"])
+    if opened_at is None:
+        raise ValueError(f"issue #{number}: no created_at")
     return IssueRecord(
         number=number,
         is_pull_request=is_pr,
@@ -224,7 +230,7 @@ def parse_issue(raw: Mapping[str, Any], convention: LabelConvention) -> IssueRec
         revenue_impact_per_day=revenue,
         assignee=storable(str(login), 200) if login is not None else None,
         labels=labels,
-        opened_at=_ts(raw["created_at"]),
+        opened_at=opened_at,
         closed_at=_ts(raw.get("closed_at")),
         merged_at=_ts(pr.get("merged_at")) if isinstance(pr, Mapping) else None,
         updated_at=_ts(raw.get("updated_at")),

@@ -7,7 +7,7 @@ Bounded: ``max_examples`` x one real sync over loopback HTTP into the real Postg
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from include.analytics_ops import store
@@ -20,6 +20,7 @@ from include.analytics_ops.github.sync import (
     sync_projects,
 )
 from include.analytics_ops.store import RunKey
+from tests.fuzz.bounded import bounded
 from tests.integration.github_stub import GitHubStub, issue
 
 pytestmark = pytest.mark.fuzz
@@ -76,13 +77,7 @@ def stub():
         yield s
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@bounded(EXAMPLES)
 @given(page=items)
 def test_every_item_is_stored_once_or_dead_lettered(pg_dsn, stub, page):
     import psycopg

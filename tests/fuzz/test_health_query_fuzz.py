@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from include.analytics_ops.health_page.app import create_app
+from tests.fuzz.bounded import bounded
 
 pytestmark = pytest.mark.fuzz
 
@@ -38,13 +39,7 @@ def client(pg_dsn):
     return TestClient(create_app(pg_dsn, auth_dependency=None), raise_server_exceptions=False)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@bounded(EXAMPLES)
 @given(query=queries, path=st.sampled_from(["/api/health.json", "/"]))
 def test_any_query_is_a_200_or_a_4xx_with_a_reason(client, query, path):
     resp = client.get(path, params=query)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.e2e.test_health_page import REPO_ROOT, airflow_api_server
@@ -62,6 +63,29 @@ def token(server, username: str) -> str:
     )
     assert resp.status_code in (200, 201), (username, resp.status_code, resp.text[:300])
     return resp.json()["access_token"]
+
+
+def test_an_import_error_in_airflows_metadata_shows_on_the_page(fab_server, devenv, db):
+    """A DAG file that does not parse has no ``dag`` row at all: matched by its file name."""
+    auth = {"Authorization": f"Bearer {token(fab_server, 'viewer')}"}
+    api = f"{fab_server.url}/analytics-health/api/health.json"
+    with psycopg.connect(devenv.dsn_for(devenv.airflow_db), autocommit=True) as meta:
+        (error_id,) = meta.execute(
+            "INSERT INTO import_error (timestamp, filename, bundle_name, stacktrace)"
+            " VALUES (now(), %s, 'dags-folder', %s) RETURNING id",
+            (
+                str(REPO_ROOT / "dags" / "analytics_weekly.py"),
+                "Traceback (most recent call last):\nSyntaxError: invalid syntax <here>",
+            ),
+        ).fetchone()
+        try:
+            data = httpx.get(api, headers=auth, timeout=60).json()
+        finally:
+            meta.execute("DELETE FROM import_error WHERE id = %s", (error_id,))
+    weekly = next(j for j in data["jobs"] if j["key"] == "dag:analytics_weekly")
+    assert weekly["state"] == "import_error"
+    assert weekly["state_reason"] == "import error: SyntaxError: invalid syntax <here>"
+    assert data["overall"]["status"] == "critical"
 
 
 def test_fab_roles_that_read_the_dags_see_the_page_others_get_403(fab_server, db):

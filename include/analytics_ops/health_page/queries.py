@@ -11,8 +11,8 @@ serialises them as ISO 8601). Every query is bounded by time or served by an ind
 
 Every DAG of the monitoring registry (``expected_dags``) is listed from the first minute, also
 when it never recorded a run: ``never_ran``, or — from Airflow's metadata (``airflow_dags``, read
-by the app inside the API server) — ``import_error`` (the file does not parse; the first line of
-the error is the reason) or ``paused``.
+by the app inside the API server) — ``import_error`` (the file does not parse; the last line of
+the error is the reason; always shown) or ``paused`` (where ``ops.job_health`` has no verdict).
 
 Job state (up/late/down/stuck/paused) comes from ``ops.job_health`` (written by the health
 evaluation in ``cron_ledger``) when that table exists and has a row for the job; otherwise a
@@ -432,7 +432,8 @@ def registry_dag_ids() -> list[str]:
 
 
 def _airflow_state(job: dict, status: Mapping[str, Any] | None) -> None:
-    """Overlay what Airflow says about the DAG (import error > paused) and "never ran"."""
+    """Overlay what Airflow says about the DAG and "never ran": an import error always wins;
+    paused only where no evaluation (``ops.job_health``) judged the DAG yet."""
     status = status or {}
     error = status.get("import_error")
     if error:
@@ -443,7 +444,9 @@ def _airflow_state(job: dict, status: Mapping[str, Any] | None) -> None:
             state_since=status.get("import_error_at"),
             state_source="airflow",
         )
-    elif status.get("paused") and job["state"] != "paused":
+    elif status.get("paused") and job["state_source"] != "job_health":
+        # The evaluation's verdict (ops.job_health) stands when there is one; before the first
+        # evaluation, Airflow's paused flag is what explains why nothing runs.
         job.update(
             state="paused",
             state_reason="paused in Airflow: no run is expected",

@@ -42,7 +42,9 @@ def _steps() -> list[DemoStep]:
     return demo_steps.STEPS
 
 
-def run_step(env: DevEnv, step: DemoStep, log_dir: Path) -> tuple[bool, float, Path]:
+def run_step(
+    env: DevEnv, step: DemoStep, log_dir: Path, extra_env: dict[str, str] | None = None
+) -> tuple[bool, float, Path]:
     args = [str(Path(sys.executable).with_name("airflow")), "dags", "test", step.dag_id]
     if step.when:
         args.append(step.when)
@@ -55,13 +57,48 @@ def run_step(env: DevEnv, step: DemoStep, log_dir: Path) -> tuple[bool, float, P
     with log_path.open("w") as log:
         result = subprocess.run(
             args,
-            env=env.env(**step.env),
+            env=env.env(**{**step.env, **(extra_env or {})}),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=str(REPO_ROOT),
             check=False,
         )
     return result.returncode == 0, time.monotonic() - started, log_path
+
+
+def run_steps(
+    conn: psycopg.Connection,
+    env: DevEnv,
+    log_dir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    verbose: bool = True,
+) -> list[str]:
+    """Run every demo step (``airflow dags test`` for the fixed demo day) and print what each
+    did; returns the titles of the steps that did not behave as designed. ``make demo`` and
+    ``make up`` (real run history for the health page) both use it."""
+    failures = []
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for step in _steps():
+        if step.prepare:
+            step.prepare(conn, env)
+        ok, seconds, log_path = run_step(env, step, log_dir, extra_env)
+        as_expected = ok == step.expect_success
+        verdict = (
+            ("ok" if ok else "failed (as designed)")
+            if as_expected
+            else ("FAILED" if step.expect_success else "unexpectedly succeeded")
+        )
+        print(
+            f"\n-- {step.title}: `airflow dags test {step.dag_id} {step.when or ''}`"
+            f" {verdict} in {seconds:.0f}s  (log: {log_path.relative_to(REPO_ROOT)})"
+        )
+        if verbose:
+            for line in step.summarize(conn, env):
+                print(f"   {line}")
+        if not as_expected:
+            failures.append(step.title)
+    return failures
 
 
 def _alert_summary(conn: psycopg.Connection) -> list[str]:
@@ -103,24 +140,7 @@ def main() -> int:
             + ", ".join(f"{k}={v}" for k, v in counts.items() if isinstance(v, int))
         )
         with psycopg.connect(env.analytics_dsn, autocommit=True) as conn:
-            for step in _steps():
-                if step.prepare:
-                    step.prepare(conn, env)
-                ok, seconds, log_path = run_step(env, step, DEMO_DIR / "logs")
-                as_expected = ok == step.expect_success
-                verdict = (
-                    ("ok" if ok else "failed (as designed)")
-                    if as_expected
-                    else ("FAILED" if step.expect_success else "unexpectedly succeeded")
-                )
-                print(
-                    f"\n-- {step.title}: `airflow dags test {step.dag_id} {step.when or ''}`"
-                    f" {verdict} in {seconds:.0f}s  (log: {log_path.relative_to(REPO_ROOT)})"
-                )
-                for line in step.summarize(conn, env):
-                    print(f"   {line}")
-                if not as_expected:
-                    failures.append(step.title)
+            failures = run_steps(conn, env, DEMO_DIR / "logs")
             print("\n-- Alerts (ops.alerts, the one alert path):")
             for line in _alert_summary(conn):
                 print(f"   {line}")

@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
 from include.analytics_ops.demo import DemoStep
 from include.analytics_ops.ingest import demo as hourly_demo
 from include.analytics_ops.inventory import demo as inventory_demo
 from include.analytics_ops.ledger import demo as ledger_demo
 from include.analytics_ops.nightly.demo import demo_steps as nightly_steps
 from include.analytics_ops.reports import demo as weekly_demo
+
+#: The instant the demo's job health is evaluated at: 03:45 PST on the morning after the demo
+#: day, when its nightly artifacts are due (03:30 PT) and the hourly windows up to 11:00 UTC are
+#: ingested. Judging the fixed-day runs against the real clock would report every DAG DOWN.
+DEMO_NOW = "2026-11-21T11:45:00+00:00"
+
+
+def _ledger_prepare(conn: psycopg.Connection, env: Any) -> None:
+    """The legacy ledger ends at the demo instant, like every other run of the demo."""
+    from include.sandbox.generator import write_ladder_file
+
+    write_ladder_file(ledger_demo.ledger_path(env), lines=60, end=datetime.fromisoformat(DEMO_NOW))
+
+
+def _ledger_summary(conn: psycopg.Connection, env: Any) -> list[str]:
+    """The ledger step's lines, with the per-job stats taken as of the demo instant."""
+    from include.analytics_ops.ledger.stats import ledger_stats
+
+    now = datetime.fromisoformat(DEMO_NOW)
+    stats = []
+    for st in ledger_stats(conn, now=now):
+        rate = "n/a" if st.success_rate_24h is None else f"{st.success_rate_24h:.0f}%"
+        last = f", last failure {st.last_failure:%H:%M} UTC" if st.last_failure else ""
+        stats.append(
+            f"job {st.job}: {st.runs_24h} runs in the 24 h before {DEMO_NOW}, {rate} ok{last}"
+        )
+    lines = ledger_demo.summarize(conn, env)
+    health = [i for i, line in enumerate(lines) if line.startswith("job health: ")]
+    at = health[0] if health else len(lines)
+    kept = [line for line in lines[:at] if not line.startswith("job ")]
+    tail = [
+        line.replace("job health: ", f"job health as of {DEMO_NOW}: ", 1) for line in lines[at:]
+    ]
+    return [*kept, *stats, *tail]
 
 
 def _hourly(hour: int, title: str) -> DemoStep:
@@ -57,8 +96,8 @@ STEPS.append(
         "Cron ledger: legacy cron results, alerts, job health",
         "cron_ledger",
         None,
-        ledger_demo.summarize,
-        prepare=ledger_demo.prepare,
-        env=ledger_demo.ENV,
+        _ledger_summary,
+        prepare=_ledger_prepare,
+        env={**ledger_demo.ENV, "HEALTH_EVALUATE_AT": DEMO_NOW},
     )
 )

@@ -2,8 +2,10 @@
 
 ``airflow standalone`` (scheduler, dag-processor, api-server, triggerer; LocalExecutor) with this
 repo's DAGs and plugins, its metadata DB and the analytics DB on an embedded PostgreSQL, the sandbox
-upstreams and the sample data. Ctrl-C stops everything. The admin password is printed once it
-exists.
+upstreams and the sample data. Before Airflow starts, the demo's DAG runs for the demo day run for
+real (``airflow dags test``, as in ``make demo``), so the health page and the UI show run history
+that actually happened; ``HEALTH_DEMO_HISTORY=0`` starts empty. Ctrl-C stops everything. The
+admin password is printed once it exists.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from include.analytics_ops.devenv import REPO_ROOT, DevEnv
 
@@ -35,15 +37,26 @@ def main() -> int:
         sandbox.start()
         env.sandbox_url = sandbox.url
         load_sample_data(env.analytics_dsn)
+        at = ""
         if os.environ.get("HEALTH_DEMO_HISTORY", "1") == "1":
-            # A week of sample run history so the health page has something to show before any
-            # DAG has run (HEALTH_DEMO_HISTORY=0 to start empty).
+            # Real run history for the health page: the demo's DAG runs for the demo day, with
+            # the real `airflow dags test` into this Airflow's metadata DB (HEALTH_DEMO_HISTORY=0
+            # to start empty). Nothing on the page is fabricated.
             import psycopg
 
-            from include.analytics_ops.health_page.sample import insert_sample_history
+            from include.analytics_ops.demo import run_steps
+            from include.analytics_ops.demo_steps import DEMO_NOW
 
+            print("running the demo's DAG runs for the demo day (real runs, ~2 min) ...")
             with psycopg.connect(env.analytics_dsn, autocommit=True) as conn:
-                insert_sample_history(conn, datetime.now(UTC))
+                run_steps(
+                    conn,
+                    env,
+                    UP_DIR / "demo-logs",
+                    extra_env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"},
+                    verbose=False,
+                )
+            at = "?at=" + quote(DEMO_NOW, safe="")
         airflow_env = env.env(
             AIRFLOW__API__PORT=port,
             AIRFLOW__API__BASE_URL=f"http://localhost:{port}",
@@ -64,6 +77,11 @@ def main() -> int:
         print(f"\nAirflow UI: http://localhost:{port}  (user admin; password in {password_file})")
         print(f"sandbox upstreams: {sandbox.url}; DAGs start paused — unpause them in the UI.")
         print(f"health page: http://localhost:{port}/analytics-health/ (Browse → Analytics health)")
+        if at:
+            print(
+                "  (the demo's DAG runs were recorded just now; the ledger, proofs and job health"
+                f" belong to the demo day: http://localhost:{port}/analytics-health/{at})"
+            )
         return proc.wait()
     except KeyboardInterrupt:
         return 0

@@ -58,24 +58,32 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def airflow_api_server(devenv, workdir: Path, timeout: float = 180) -> Iterator[ApiServer]:
-    """``airflow api-server`` in its own process group; killed (whole group) on exit."""
+def airflow_api_server(
+    devenv, workdir: Path, timeout: float = 180, auth_env: dict[str, str] | None = None
+) -> Iterator[ApiServer]:
+    """``airflow api-server`` in its own process group; killed (whole group) on exit.
+
+    SimpleAuthManager (user admin, generated password) unless ``auth_env`` sets another auth
+    manager's environment (the caller then knows the users and passwords)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     passwords = workdir / "simple_auth_manager_passwords.json"
     log_path = workdir / "api-server.log"
+    simple = {
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+    }
     env = devenv.env(
         AIRFLOW__API__PORT=str(port),
         AIRFLOW__API__HOST="127.0.0.1",
         AIRFLOW__API__BASE_URL=url,
         AIRFLOW__API__WORKERS="1",
-        AIRFLOW__CORE__AUTH_MANAGER=(
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-        ),
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="False",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
         AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
+        **(auth_env if auth_env is not None else simple),
     )
     airflow_bin = str(Path(sys.executable).with_name("airflow"))
     with open(log_path, "wb") as log:
@@ -101,7 +109,8 @@ def airflow_api_server(devenv, workdir: Path, timeout: float = 180) -> Iterator[
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        server.password = json.loads(passwords.read_text())["admin"]
+        if auth_env is None:
+            server.password = json.loads(passwords.read_text())["admin"]
         yield server
     finally:
         with contextlib.suppress(ProcessLookupError):

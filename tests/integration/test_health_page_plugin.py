@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from include.analytics_ops.health_page.app import create_app, to_json
-from include.analytics_ops.health_page.queries import collect_health
+from include.analytics_ops.health_page.queries import collect_health, registry_dag_ids
 from include.analytics_ops.health_page.sample import insert_sample_history
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,8 @@ def test_json_endpoint_serves_collect_health(db, pg_dsn):
     resp = client.get("/api/health.json", params={"at": NOW.isoformat()})
     assert resp.status_code == 200
     assert resp.headers["cache-control"] == "no-store"
-    assert resp.json() == json.loads(to_json(collect_health(db, now=NOW)))
+    expected = collect_health(db, now=NOW, expected_dags=registry_dag_ids())
+    assert resp.json() == json.loads(to_json(expected))
 
     page = client.get("/", params={"at": "2026-11-20T18:37:12Z"})
     assert page.status_code == 200

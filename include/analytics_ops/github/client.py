@@ -123,6 +123,7 @@ class GitHubClient:
         *,
         timeout_seconds: float = 30.0,
         per_page: int = 100,
+        max_pages: int = 200,
         max_attempts: int = 3,
         backoff_seconds: float = 1.0,
         max_wait_seconds: float = 300.0,
@@ -133,6 +134,9 @@ class GitHubClient:
             raise GitHubAuthError(f"connection {CONN_ID!r} has no password (the token)")
         self.base_url = base_url.rstrip("/")
         self.per_page = per_page
+        if max_pages < 1:
+            raise ValueError(f"max_pages must be >= 1, got {max_pages}")
+        self.max_pages = max_pages
         self.max_attempts = max(1, max_attempts)
         self.backoff_seconds = backoff_seconds
         self.max_wait_seconds = max_wait_seconds
@@ -312,7 +316,18 @@ class GitHubClient:
         first_etag: str | None = None
         pages = 0
         status = 0
+        seen: set[str] = set()
         while url:
+            if pages >= self.max_pages:
+                # Newest first: keeping only the first pages would move the watermark past the
+                # older changes never fetched. Fail the project (nothing written) and say why.
+                raise GitHubRequestError(
+                    f"{repo}: more than {self.max_pages} pages of issues changed since"
+                    f" {params.get('since', 'the beginning')}; raise GITHUB_MAX_PAGES"
+                )
+            if url in seen:
+                raise GitHubRequestError(f"{repo}: the Link header loops back to {url}")
+            seen.add(url)
             response = self.get(url, params=params if pages == 0 else None, headers=headers)
             status = response.status_code
             if status == 304:

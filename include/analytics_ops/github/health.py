@@ -114,7 +114,9 @@ def score_project_health(
     thresholds: HealthThresholds | None = None,
 ) -> dict[int, Health]:
     """Score every project that has metrics for ``day`` into ``analytics.project_health``
-    (the day's rows replaced in one transaction). Raises LookupError when there are none."""
+    (the day's rows replaced in one transaction). Zero active projects is a normal state (a team
+    that only wants the analytics guard): nothing is scored and ``{}`` is returned. Raises
+    LookupError when active projects exist but none has metrics for ``day``."""
     rows = conn.execute(
         """
         SELECT m.project_id, to_jsonb(m) FROM analytics.project_daily_metrics m
@@ -124,6 +126,11 @@ def score_project_health(
         (day,),
     ).fetchall()
     if not rows:
+        (active,) = conn.execute("SELECT count(*) FROM analytics.projects WHERE active").fetchone()
+        if not active:
+            with conn.transaction():
+                conn.execute("DELETE FROM analytics.project_health WHERE health_date = %s", (day,))
+            return {}
         raise LookupError(f"no project metrics for {day}: run compute_project_metrics first")
     out: dict[int, Health] = {}
     with conn.transaction():

@@ -200,7 +200,8 @@ def compute_project_metrics(
         """
     ).fetchall()
     by_project: dict[int, list[Item]] = {int(p[0]): [] for p in projects}
-    for item in load_items(conn, list(by_project)):
+    # load_items reads every project when given none: with zero active projects read nothing.
+    for item in load_items(conn, list(by_project)) if by_project else []:
         by_project[item.project_id].append(item)
     out: dict[int, dict[str, Any]] = {}
     with conn.transaction():

@@ -30,10 +30,11 @@ wins). Label matching ignores case. Pull requests are never bugs.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -50,6 +51,9 @@ from include.analytics_ops.github.client import (
 
 log = logging.getLogger(__name__)
 EVENT_TYPE = "github_sync"
+DEAD_LETTER_STREAM = "github_issues"
+MAX_DOLLARS = Decimal(10) ** 12
+MAX_ISSUE_NUMBER = 2**31 - 1  # analytics.issues.number is an integer
 _MONEY = re.compile(r"^\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(k)?$", re.IGNORECASE)
 
 
@@ -121,17 +125,20 @@ class LabelConvention:
 
 
 def parse_dollars(text: str) -> Decimal | None:
-    """``2500``, ``$1,200``, ``1.5k`` → dollars; None when it is not an amount."""
+    """``2500``, ``$1,200``, ``1.5k`` → dollars; None when it is not an amount (or not below
+    $10^12, the column's limit)."""
     m = _MONEY.match(text.strip())
     if not m:
         return None
     try:
         value = Decimal(m.group(1).replace(",", ""))
+        if m.group(2):
+            value *= 1000
+        value = value.quantize(Decimal("0.01"))
     except InvalidOperation:
         return None
-    if m.group(2):
-        value *= 1000
-    return value.quantize(Decimal("0.01"))
+    # analytics.issues.revenue_impact_per_day is numeric(14, 2): larger is not a real amount
+    return value if value < MAX_DOLLARS else None
 
 
 # --------------------------------------------------------------------------- records
@@ -152,17 +159,45 @@ class IssueRecord:
     updated_at: datetime | None
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def storable(value: Any, limit: int | None = None) -> Any:
+    """Upstream text made storable in PostgreSQL text/jsonb: NUL and other control characters
+    (except tab/newline) and lone surrogates become U+FFFD; strings are cut to ``limit``.
+    Dicts and lists are cleaned recursively (for dead-letter payloads)."""
+    if isinstance(value, str):
+        text = _CONTROL.sub("\ufffd", value)
+        if not text.isascii():  # lone surrogates (JSON "\\ud800") cannot be UTF-8 encoded
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text[:limit] if limit is not None else text
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/Infinity (jsonb refuses them)
+    if isinstance(value, dict):
+        return {str(storable(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
 def _ts(value: Any) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_issue(raw: Mapping[str, Any], convention: LabelConvention) -> IssueRecord:
-    """One item of GitHub's issues endpoint → the row we store."""
+    """One item of GitHub's issues endpoint → the row we store (text sanitised, see
+    :func:`storable`). Raises ValueError/KeyError/TypeError for an item that is not an issue."""
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"an issue must be a JSON object, got {type(raw).__name__}")
+    raw_labels = raw.get("labels") or []
+    if not isinstance(raw_labels, list):
+        raise TypeError(f"issue #{raw.get('number')}: labels must be a list")
     labels = [
-        (lab.get("name") if isinstance(lab, Mapping) else str(lab)) or ""
-        for lab in raw.get("labels") or []
+        storable(str((lab.get("name") if isinstance(lab, Mapping) else lab) or ""), 200)
+        for lab in raw_labels
     ]
     pr = raw.get("pull_request")
     is_pr = pr is not None
@@ -170,22 +205,32 @@ def parse_issue(raw: Mapping[str, Any], convention: LabelConvention) -> IssueRec
     if is_pr:
         is_bug, revenue = False, Decimal(0)
     assignee = raw.get("assignee") or {}
-    if not assignee and raw.get("assignees"):
+    if not assignee and isinstance(raw.get("assignees"), list) and raw["assignees"]:
         assignee = raw["assignees"][0] or {}
     state = raw.get("state")
     if state not in ("open", "closed"):
         raise ValueError(f"issue #{raw.get('number')}: unexpected state {state!r}")
+    number = raw["number"]
+    if isinstance(number, bool) or not isinstance(number, int | str):
+        raise TypeError(f"issue number must be an integer, got {number!r}"[:200])
+    number = int(number)
+    if not 0 < number <= MAX_ISSUE_NUMBER:
+        raise ValueError(f"issue number out of range: {number}"[:200])
+    login = assignee.get("login") if isinstance(assignee, Mapping) else None
+    opened_at = _ts(raw["created_at"])
+    if opened_at is None:
+        raise ValueError(f"issue #{number}: no created_at")
     return IssueRecord(
-        number=int(raw["number"]),
+        number=number,
         is_pull_request=is_pr,
         state=state,
-        title=str(raw.get("title") or "")[:1000],
+        title=storable(str(raw.get("title") or ""), 1000),
         severity=severity,
         is_bug=is_bug,
         revenue_impact_per_day=revenue,
-        assignee=assignee.get("login") if isinstance(assignee, Mapping) else None,
+        assignee=storable(str(login), 200) if login is not None else None,
         labels=labels,
-        opened_at=_ts(raw["created_at"]),
+        opened_at=opened_at,
         closed_at=_ts(raw.get("closed_at")),
         merged_at=_ts(pr.get("merged_at")) if isinstance(pr, Mapping) else None,
         updated_at=_ts(raw.get("updated_at")),
@@ -211,9 +256,11 @@ class ProjectOutcome:
     error: str | None = None
     http_status: int | None = None
     retryable: bool = False
+    rejected: int = 0  # items that were not valid issues (dead-lettered)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "rejected": self.rejected,
             "project_id": self.project_id,
             "repo": self.repo,
             "status": self.status,
@@ -383,12 +430,12 @@ def sync_project(
     since, etag = read_sync_state(conn, project.project_id)
     try:
         fetch = client.list_issues(project.repo, since=since, etag=etag)
-        records = [parse_issue(raw, convention) for raw in fetch.issues]
     except GitHubAuthError as exc:
         _record_failure(conn, project, exc, key=key, job_run_id=job_run_id)
         raise
-    except (GitHubError, ValueError, KeyError, TypeError) as exc:
+    except GitHubError as exc:
         return _record_failure(conn, project, exc, key=key, job_run_id=job_run_id)
+    records, rejected = parse_issues(project, fetch.issues, convention)
 
     if fetch.not_modified:
         outcome = ProjectOutcome(project.project_id, project.repo, "not_modified", http_status=304)
@@ -400,30 +447,53 @@ def sync_project(
     newest = max((r.updated_at for r in records if r.updated_at), default=None)
     if since is not None and newest is not None and newest < since:
         newest = since
-    with conn.transaction():
-        written = upsert_issues(conn, project.project_id, records)
-        outcome = ProjectOutcome(
-            project.project_id,
-            project.repo,
-            "synced",
-            fetched=len(records),
-            written=written,
-            pages=fetch.pages,
-            http_status=fetch.last_status,
-        )
-        _write_state(
-            conn,
-            project.project_id,
-            "synced",
-            since=newest,
-            etag=fetch.etag,
-            etag_since=since,
-            http_status=fetch.last_status,
-            fetched=len(records),
-            written=written,
-        )
-        _log(conn, project, outcome, key=key, job_run_id=job_run_id)
+    try:
+        with conn.transaction():
+            written = upsert_issues(conn, project.project_id, records)
+            if rejected:
+                store.add_dead_letters(conn, DEAD_LETTER_STREAM, rejected, job_run_id=job_run_id)
+            outcome = ProjectOutcome(
+                project.project_id,
+                project.repo,
+                "synced",
+                fetched=len(records) + len(rejected),
+                written=written,
+                pages=fetch.pages,
+                http_status=fetch.last_status,
+                rejected=len(rejected),
+            )
+            _write_state(
+                conn,
+                project.project_id,
+                "synced",
+                since=newest,
+                etag=fetch.etag,
+                etag_since=since,
+                http_status=fetch.last_status,
+                fetched=outcome.fetched,
+                written=written,
+            )
+            _log(conn, project, outcome, key=key, job_run_id=job_run_id)
+    except psycopg.Error as exc:  # nothing of this project was written; the others go on
+        return _record_failure(conn, project, exc, key=key, job_run_id=job_run_id)
     return outcome
+
+
+def parse_issues(
+    project: Project, items: Sequence[Any], convention: LabelConvention
+) -> tuple[list[IssueRecord], list[tuple[Any, str, str]]]:
+    """Parse a page set: (records, dead letters). An item that is not a valid issue becomes a
+    dead letter ``(payload, reason, "<repo>#<number>")`` instead of failing the project."""
+    records: list[IssueRecord] = []
+    rejected: list[tuple[Any, str, str]] = []
+    for raw in items:
+        try:
+            records.append(parse_issue(raw, convention))
+        except (ValueError, KeyError, TypeError, OverflowError, AttributeError) as exc:
+            number = raw.get("number") if isinstance(raw, Mapping) else None
+            reason = storable(f"{project.repo}: not a valid issue: {type(exc).__name__}: {exc}")
+            rejected.append((storable(raw), reason[:1000], storable(f"{project.repo}#{number}")))
+    return records, rejected
 
 
 def _record_failure(
@@ -439,7 +509,7 @@ def _record_failure(
         project.project_id,
         project.repo,
         "failed",
-        error=f"{type(exc).__name__}: {exc}"[:2000],
+        error=storable(f"{type(exc).__name__}: {exc}", 2000),
         http_status=status,
         retryable=isinstance(exc, GitHubTransientError),
     )
@@ -466,6 +536,7 @@ def _log(
         message = (
             f"{project.repo}: {outcome.fetched} fetched in {outcome.pages} page(s),"
             f" {outcome.written} written"
+            + (f", {outcome.rejected} not valid (dead letters)" if outcome.rejected else "")
         )
     store.log_event(
         conn,
@@ -491,9 +562,16 @@ def sync_projects(
     """Sync every active project, isolating failures (see module docstring)."""
     outcomes: list[ProjectOutcome] = []
     for project in active_projects(conn, repos):
-        outcomes.append(
-            sync_project(conn, client, project, convention, key=key, job_run_id=job_run_id)
-        )
+        try:
+            outcome = sync_project(
+                conn, client, project, convention, key=key, job_run_id=job_run_id
+            )
+        except GitHubAuthError:
+            raise
+        except Exception as exc:  # one project's surprise must not stop the others
+            log.exception("GitHub sync of %s failed unexpectedly", project.repo)
+            outcome = _record_failure(conn, project, exc, key=key, job_run_id=job_run_id)
+        outcomes.append(outcome)
     stats = {
         "projects": len(outcomes),
         "synced": sum(o.status == "synced" for o in outcomes),
@@ -501,6 +579,7 @@ def sync_projects(
         "failed": sum(o.status == "failed" for o in outcomes),
         "issues_fetched": sum(o.fetched for o in outcomes),
         "issues_written": sum(o.written for o in outcomes),
+        "issues_rejected": sum(o.rejected for o in outcomes),
         "pages": sum(o.pages for o in outcomes),
         "failed_repos": [o.repo for o in outcomes if o.status == "failed"],
         **client.stats.as_dict(),

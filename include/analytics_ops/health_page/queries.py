@@ -9,6 +9,11 @@ serialises them as ISO 8601). Every query is bounded by time or served by an ind
 * the set of DAGs ever recorded comes from a loose index scan (recursive CTE), not a DISTINCT
   over the whole table.
 
+Every DAG of the monitoring registry (``expected_dags``) is listed from the first minute, also
+when it never recorded a run: ``never_ran``, or — from Airflow's metadata (``airflow_dags``, read
+by the app inside the API server) — ``import_error`` (the file does not parse; the last line of
+the error is the reason; always shown) or ``paused`` (where ``ops.job_health`` has no verdict).
+
 Job state (up/late/down/stuck/paused) comes from ``ops.job_health`` (written by the health
 evaluation in ``cron_ledger``) when that table exists and has a row for the job; otherwise a
 fallback derived from run history is shown and marked ``state_source = "run history"``.
@@ -17,6 +22,7 @@ fallback derived from run history is shown and marked ``state_source = "run hist
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +33,16 @@ from psycopg.rows import dict_row
 FAILED_STATUSES = ("failed", "timeout", "cancelled")
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 KIND_RANK = {"dag": 0, "ledger": 1, "artifact": 2}
-STATE_RANK = {"down": 0, "stuck": 1, "late": 2, "unknown": 3, "paused": 4, "up": 5}
+STATE_RANK = {
+    "import_error": 0,
+    "down": 1,
+    "stuck": 2,
+    "late": 3,
+    "never_ran": 4,
+    "unknown": 5,
+    "paused": 6,
+    "up": 7,
+}
 INGEST_DAG = "analytics_hourly"
 INVENTORY_DAG = "inventory_refresh"
 
@@ -409,12 +424,52 @@ def _fallback_state(job: dict, now: datetime) -> tuple[str, datetime | None, str
 
 
 # ----------------------------------------------------------------------------------- main
+def registry_dag_ids() -> list[str]:
+    """The DAGs the monitoring registry watches (include/analytics_ops/monitoring/jobs.py)."""
+    from include.analytics_ops.monitoring.jobs import DAG_JOBS
+
+    return [j.name for j in DAG_JOBS if j.enabled]
+
+
+def _airflow_state(job: dict, status: Mapping[str, Any] | None) -> None:
+    """Overlay what Airflow says about the DAG and "never ran": an import error always wins;
+    paused only where no evaluation (``ops.job_health``) judged the DAG yet."""
+    status = status or {}
+    error = status.get("import_error")
+    if error:
+        first = next((ln.strip() for ln in str(error).splitlines()[::-1] if ln.strip()), "")
+        job.update(
+            state="import_error",
+            state_reason=f"import error: {first}"[:500],
+            state_since=status.get("import_error_at"),
+            state_source="airflow",
+        )
+    elif status.get("paused") and job["state_source"] != "job_health":
+        # The evaluation's verdict (ops.job_health) stands when there is one; before the first
+        # evaluation, Airflow's paused flag is what explains why nothing runs.
+        job.update(
+            state="paused",
+            state_reason="paused in Airflow: no run is expected",
+            state_since=None,
+            state_source="airflow",
+        )
+    elif job.get("last_run") is None and job["state"] == "unknown":
+        job.update(state="never_ran", state_reason="never ran: no run recorded yet")
+
+
 def collect_health(
     conn: psycopg.Connection,
     now: datetime | None = None,
     settings: HealthSettings | None = None,
+    *,
+    expected_dags: Sequence[str] = (),
+    airflow_dags: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Everything the page shows, as one dict (see README in the package docstring)."""
+    """Everything the page shows, as one dict (see README in the package docstring).
+
+    ``expected_dags``: DAG ids listed even without any run (the app passes the registry);
+    ``airflow_dags``: ``{dag_id: {"paused": bool, "import_error": str | None, ...}}`` from
+    Airflow's metadata, when known."""
     settings = settings or HealthSettings.from_env()
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
@@ -433,7 +488,9 @@ def collect_health(
         return cur.execute(sql, {**params, **(extra or {})}).fetchall()
 
     # ---------------------------------------------------------------- DAG jobs
-    dag_ids = [r["dag_id"] for r in q(_DAG_IDS)]
+    recorded = [r["dag_id"] for r in q(_DAG_IDS)]
+    dag_ids = recorded + sorted(set(expected_dags) - set(recorded))
+    airflow_dags = airflow_dags or {}
     stats = {r["dag_id"]: r for r in q(_DAG_RUN_STATS)}
     latest = {r["dag_id"]: r for r in q(_DAG_LATEST, {"dag_ids": dag_ids})} if dag_ids else {}
     stuck_rows = q(_STUCK)
@@ -495,6 +552,7 @@ def collect_health(
             and (avg is None or last_duration > settings.slow_factor * avg)
         )
         _apply_state(job, health.get(("dag", dag_id)), now, used_health_keys)
+        _airflow_state(job, airflow_dags.get(dag_id))
         jobs.append(job)
 
     # ---------------------------------------------------------------- ledger jobs
@@ -741,7 +799,11 @@ def overall_status(data: dict[str, Any]) -> dict[str, Any]:
         problems.append({"level": level, "text": text, "since": since})
 
     for j in data["jobs"]:
-        if j["state"] in ("down", "stuck"):
+        if j["state"] == "import_error":
+            add("critical", f"{j['name']} does not import: {j['state_reason']}", j["state_since"])
+        elif j["state"] == "never_ran":
+            add("warning", f"{j['name']} never ran", None)
+        elif j["state"] in ("down", "stuck"):
             add("critical", f"{j['name']} is {j['state']}", j["state_since"])
         elif j["state"] == "late":
             add("warning", f"{j['name']} is late", j["state_since"])

@@ -1,7 +1,8 @@
 """Server-rendered HTML for the health page: one Jinja2 template, inline CSS, inline SVG charts.
 
 Autoescaping is on: job names, error messages and alert titles come from the database (and
-ultimately from upstream APIs and log lines), so they are never trusted as HTML.
+ultimately from upstream APIs and log lines), so they are never trusted as HTML. Links taken from
+the database go through ``safe_url`` (http(s) or a same-site path only: no ``javascript:``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ STATE_COLOURS = {
     "stuck": "#8250df",
     "paused": "#6e7781",
     "unknown": "#6e7781",
+    "never_ran": "#b35900",
+    "import_error": "#cf222e",
 }
 LEVEL_COLOURS = {"ok": "#1a7f37", "warning": "#b35900", "critical": "#cf222e", "info": "#0969da"}
 
@@ -140,6 +143,23 @@ def volume_bars(hourly: list[dict[str, Any]], width: int = 480, height: int = 60
     return Markup("".join(parts))
 
 
+def safe_url(value: Any) -> str:
+    """``value`` when it is an http(s) URL or a same-site absolute path, else ``""`` (so a
+    stored ``javascript:``/``data:`` URL never becomes a link)."""
+    from urllib.parse import urlsplit
+
+    text = str(value or "").strip()
+    if not text or not text.isprintable():
+        return ""
+    if text.startswith("/") and not text.startswith("//"):
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return ""
+    return text if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
 @cache
 def _environment():
     from jinja2 import Environment, StrictUndefined
@@ -152,6 +172,7 @@ def _environment():
         volume_bars=volume_bars,
     )
     env.filters["urlpart"] = lambda v: quote(str(v), safe="")
+    env.filters["safe_url"] = safe_url
     return env
 
 

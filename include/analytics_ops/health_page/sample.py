@@ -1,4 +1,5 @@
-"""A small, deterministic week of history for the health page (tests, ``make up`` without runs).
+"""A small, deterministic, made-up week of history for the health page (tests and benchmarks only:
+``make up`` shows real runs).
 
 ``insert_sample_history(conn, now)`` writes job runs, ledger lines, job health rows, alerts, a
 sampling proof, a snapshot, PostHog events, dead letters and inventory results around ``now``,

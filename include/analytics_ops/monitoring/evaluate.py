@@ -302,6 +302,25 @@ def _resolve_recovered(
     return out
 
 
+def evaluation_time() -> datetime | None:
+    """The instant to evaluate at when none is given: the ``HEALTH_EVALUATE_AT`` setting (ISO
+    8601; for demos and replays of a fixed day, e.g. ``make demo``), else None (= now).
+    A value that is not a timezone-aware instant is refused rather than silently ignored."""
+    from include.analytics_ops.config import setting
+
+    raw = str(setting("HEALTH_EVALUATE_AT", "", str) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"HEALTH_EVALUATE_AT must be an ISO 8601 instant, got {raw!r}") from exc
+    if value.tzinfo is None:
+        raise ValueError(f"HEALTH_EVALUATE_AT needs a UTC offset, got {raw!r}")
+    log.warning("job health evaluated as of HEALTH_EVALUATE_AT=%s, not the current time", raw)
+    return value
+
+
 def evaluate_all(
     conn: psycopg.Connection,
     now: datetime | None = None,
@@ -314,11 +333,12 @@ def evaluate_all(
     channels: Sequence[Any] | None = None,
 ) -> EvaluationResult:
     """Evaluate, store and alert. ``source``: a RunSource, None (ops.job_runs only) or
-    "settings" (``HEALTH_RUN_SOURCE``). ``conn`` should be autocommit (each step commits)."""
+    "settings" (``HEALTH_RUN_SOURCE``). ``conn`` should be autocommit (each step commits).
+    ``now`` defaults to :func:`evaluation_time` (``HEALTH_EVALUATE_AT``), else the clock."""
     from include.analytics_ops.config import artifacts_dir as configured_artifacts_dir
     from include.analytics_ops.monitoring.sources import primary_source
 
-    now = now or datetime.now(UTC)
+    now = now or evaluation_time() or datetime.now(UTC)
     result = EvaluationResult(now=now)
     primary = primary_source() if source == "settings" else source
     previous = store.previous_states(conn)

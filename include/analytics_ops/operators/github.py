@@ -133,7 +133,9 @@ class SyncGitHubOperator(BaseOperator):
         every active project in ``analytics.projects``.
     :param conn_id: the GitHub connection (default ``github_api``).
 
-    Settings (Variable > env > default): ``GITHUB_PER_PAGE`` (100), ``GITHUB_MAX_RATE_LIMIT_WAIT``
+    Settings (Variable > env > default): ``GITHUB_PER_PAGE`` (100), ``GITHUB_MAX_PAGES`` (200 pages
+    per project and run: a project with more fails with that reason, nothing half-written),
+    ``GITHUB_MAX_RATE_LIMIT_WAIT``
     (seconds a rate limit may be waited out in-task, 300), ``GITHUB_TIMEOUT_SECONDS`` (30), and
     the label convention ``GITHUB_BUG_LABELS``, ``GITHUB_SEVERITY_LABEL_PREFIX``,
     ``GITHUB_REVENUE_LABEL_PREFIX``, ``GITHUB_SEVERITY_ALIASES``.
@@ -162,6 +164,7 @@ class SyncGitHubOperator(BaseOperator):
             client = GitHubClient.from_airflow(
                 self.conn_id,
                 per_page=_setting("GITHUB_PER_PAGE", 100, int),
+                max_pages=_setting("GITHUB_MAX_PAGES", 200, int),
                 max_wait_seconds=_setting("GITHUB_MAX_RATE_LIMIT_WAIT", 300.0, float),
                 timeout_seconds=_setting("GITHUB_TIMEOUT_SECONDS", 30.0, float),
             )
@@ -253,15 +256,18 @@ class ScoreProjectHealthOperator(BaseOperator):
                 raise AirflowFailException(str(exc)) from exc
             counts = {s: sum(h.status == s for h in out.values()) for s in ("healthy", "warning")}
             counts["critical"] = len(out) - sum(counts.values())
+            message = f"{len(out)} projects: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+            if not out:
+                message = "0 projects: no active project in analytics.projects, nothing to score"
             store.finish_job_run(
                 conn,
                 job_run_id,
                 "completed",
                 records_out=len(out),
                 stats={"projects": len(out), **counts},
-                status_message=", ".join(f"{v} {k}" for k, v in counts.items()),
+                status_message=message,
             )
-        self.log.info("project health for %s: %s", day, counts)
+        self.log.info("project health for %s: %s", day, message)
 
 
 class BranchIncomplete(AirflowFailException):

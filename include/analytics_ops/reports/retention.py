@@ -8,8 +8,13 @@ week decides the same way):
   never removed);
 - ``ops.ledger_entries`` with ``ts`` and ``ops.dead_letters`` *resolved* before the cut-off
   (report date − ``max_age_days``, 90);
-- files under ``ARTIFACTS_DIR`` whose **file name** carries a date (``YYYYMMDD`` or
-  ``YYYY-MM-DD``) before the cut-off; ``archive/`` itself is never touched.
+- files the project itself wrote under ``ARTIFACTS_DIR`` dated before the cut-off — only the
+  direct, regular (not symlinked) files of its own subfolders whose whole name matches its own
+  pattern (:data:`OWN_ARTIFACTS`: ``sampling-proofs/sampling-proof-YYYYMMDD.json``,
+  ``snapshots/YYYY-MM-DD.json``, ``reports/cto-report-YYYYMMDD.html|eml``,
+  ``exports/metrics|projects-weekly-YYYYMMDD.csv``). Anything else — another tool's dated
+  files, ``archive/`` — is never touched. An ``ARTIFACTS_DIR`` that is ``/``, a home directory,
+  the repository root or one of its parents is refused before anything is removed.
 
 Nothing disappears without trace: rows are removed with ``DELETE … RETURNING`` in chunks, each
 chunk is appended to ``archive/archive-YYYYMMDD.jsonl.gz`` (one gzip member per chunk; readers see
@@ -41,6 +46,41 @@ from include.analytics_ops.dates import pt_day_bounds
 CHUNK = 5000
 ARCHIVE_DIR = "archive"
 _FILE_DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+#: The files the project writes (subfolder → whole-name pattern); retention touches no others.
+OWN_ARTIFACTS: dict[str, re.Pattern[str]] = {
+    "sampling-proofs": re.compile(r"sampling-proof-\d{8}\.json"),
+    "snapshots": re.compile(r"\d{4}-\d{2}-\d{2}\.json"),
+    "reports": re.compile(r"cto-report-\d{8}\.(?:html|eml)"),
+    "exports": re.compile(r"(?:metrics|projects)-weekly-\d{8}\.csv"),
+}
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class UnsafeArtifactsDir(ValueError):
+    """ARTIFACTS_DIR points at a place retention must never clean."""
+
+
+def check_artifacts_dir(artifacts: str | os.PathLike[str]) -> Path:
+    """The resolved artifacts directory, or UnsafeArtifactsDir when it is ``/``, a home
+    directory (the current user's, ``/root``, any ``/home/<name>``, any account's from the
+    password database), the repository root or an ancestor of it."""
+    path = Path(artifacts).expanduser().resolve()
+    homes = {Path("/root"), Path.home().resolve()}
+    try:
+        import pwd
+
+        homes |= {Path(e.pw_dir).resolve() for e in pwd.getpwall() if e.pw_dir}
+    except (ImportError, OSError):
+        pass
+    if path == Path(path.anchor):
+        raise UnsafeArtifactsDir(f"ARTIFACTS_DIR {artifacts!r} is the filesystem root")
+    if path in homes or path.parent == Path("/home"):
+        raise UnsafeArtifactsDir(f"ARTIFACTS_DIR {artifacts!r} is a home directory ({path})")
+    if path == REPO_ROOT or path in REPO_ROOT.parents:
+        raise UnsafeArtifactsDir(
+            f"ARTIFACTS_DIR {artifacts!r} is the repository root or above it ({path})"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -165,21 +205,19 @@ def file_date(name: str) -> date | None:
 
 
 def old_artifacts(artifacts: Path, cutoff: date) -> list[Path]:
-    """Files under ``artifacts`` (outside archive/) whose name dates them before ``cutoff``."""
+    """The project's own files (:data:`OWN_ARTIFACTS`) under ``artifacts`` dated before
+    ``cutoff``: direct regular files of its subfolders, never a symlink, never another name."""
     found = []
-    if not artifacts.is_dir():
-        return found
-    for root, dirs, files in os.walk(artifacts):
-        here = Path(root)
-        if here == artifacts:
-            dirs[:] = [d for d in dirs if d != ARCHIVE_DIR]
-        dirs.sort()
-        for name in sorted(files):
-            if name.startswith("."):
+    for sub, pattern in OWN_ARTIFACTS.items():
+        folder = artifacts / sub
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.is_symlink() or not path.is_file() or not pattern.fullmatch(path.name):
                 continue
-            day = file_date(name)
+            day = file_date(path.name)
             if day is not None and day < cutoff:
-                found.append(here / name)
+                found.append(path)
     return found
 
 
@@ -258,7 +296,7 @@ def apply_retention(
     if not conn.autocommit:
         raise ValueError("apply_retention needs an autocommit connection (it commits per chunk)")
     policy = policy or RetentionPolicy()
-    artifacts = Path(artifacts)
+    artifacts = check_artifacts_dir(artifacts)
     cutoff = report_date - timedelta(days=policy.max_age_days)
     cutoff_ts = pt_day_bounds(cutoff)[0]
     archive = archive_path(artifacts, report_date)

@@ -42,7 +42,7 @@ Old proof/snapshot files are removed by `analytics_weekly` (90-day retention), n
 `CHECK_CONFIG_OVERRIDES` (JSON thresholds, e.g. `{"z_warning": 3.5, "revenue":
 {"min_effect_critical": 0.15}}`; default none), the alert settings of `alerts.py`.
 
-**Deadline:** done by 03:30 PT (Variable `deadline_analytics_nightly_seconds`, 90 min).
+**Deadline:** done by 03:30 PT (90 min; env `DEADLINE_ANALYTICS_NIGHTLY_SECONDS` overrides).
 
 ## Owner
 data-platform (`#data-platform`).

@@ -26,7 +26,8 @@ Tasks:
 there instead (must be before the run's PT date); `resend_email` (bool, default false) — send
 again even if this week's report already went to the same recipients.
 
-**Deadline:** report out by 09:00 PT Monday (Variable `deadline_analytics_weekly_seconds`, 5 h).
+**Deadline:** report out by 09:00 PT Monday (5 h; env `DEADLINE_ANALYTICS_WEEKLY_SECONDS`
+overrides).
 
 ## Owner
 data-platform (`#data-platform`). Settings: `ARTIFACTS_DIR`, `REPORT_EMAILS`, `EMAIL_FROM`,

@@ -9,9 +9,11 @@ tasks run, one after the other:
    `LEDGER_PATHS`, comma-separated) into `ops.ledger_entries`: incremental by byte offset
    (`ops.ledger_files`), a half-written last line waits for the next run, rotation (new inode:
    the rest of the old file is read first) and truncation are detected, duplicates are dropped by
-   `(source, ts, exit_code, message)`, malformed lines are counted and kept in
-   `ops.dead_letters` (stream `ledger`). A non-zero exit raises `ledger_failed:<job>` with the
-   exit code and message (critical from 3 failures in a row); the next exit 0 resolves it.
+   `(source, ts, exit_code, sha256(message))`; malformed lines, and lines that cannot be stored,
+   are kept in `ops.dead_letters` (stream `ledger`) with the reason. Only regular files under
+   `LEDGER_ROOTS` are read, with line and per-run byte caps. A non-zero exit raises
+   `ledger_failed:<job>` with the exit code and message (critical from 3 failures in a row); the
+   next exit 0 resolves it.
 2. `evaluate_job_health` — evaluates every monitored job (the five DAGs, every ledger job, the
    nightly sampling proof and snapshot due at 03:30 PT) healthchecks-style from Airflow's run
    history (REST API; `ops.job_runs` when the API does not answer), stores the states in
@@ -21,11 +23,12 @@ tasks run, one after the other:
 
 The watcher runs after the collector so ledger jobs are judged on the lines just collected (run
 side by side, a job that reported a minute ago could still look late or miss its failure), with
-trigger rule `all_done`: a failed collector never skips the watcher, and either one failing
-fails the run.
+trigger rule `all_done`: a failed collector never skips the watcher. Either one failing fails
+the run: `ledger_collected` (no work, `all_success`) is the second leaf that carries a failed
+collection into the run's state, since a succeeding `all_done` leaf alone would turn it green.
 
 **Owner:** data-platform (`#data-platform`). Deadline: 10 min after queueing
-(Variable `deadline_cron_ledger_seconds`).
+(`DEADLINE_CRON_LEDGER_SECONDS` env at parse time overrides it).
 
 ## Params (manual runs)
 - `ledger_paths`: files/globs to collect instead of `LEDGER_PATHS` (e.g. a one-off backfill of an
@@ -56,6 +59,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, TriggerRule, dag
 
 from include.analytics_ops import callbacks, config
@@ -89,10 +93,13 @@ from include.analytics_ops.operators.monitoring import (
     },
 )
 def cron_ledger():
+    collect_ledger = CollectLedgerOperator(task_id="collect_ledger")
     # all_done: the watcher still runs (on what is already collected) when the collector fails
-    CollectLedgerOperator(task_id="collect_ledger") >> EvaluateJobHealthOperator(
+    collect_ledger >> EvaluateJobHealthOperator(
         task_id="evaluate_job_health", trigger_rule=TriggerRule.ALL_DONE
     )
+    # The run's state comes from its leaves: this one fails it when the collection failed.
+    collect_ledger >> EmptyOperator(task_id="ledger_collected")
 
 
 cron_ledger()

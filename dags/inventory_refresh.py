@@ -9,7 +9,7 @@ recomputes and caches; this DAG only triggers it and records what happened. Repl
 `analytics_refresh_cron.py`.
 
 **Owner:** data-platform (`#data-platform`). Deadline: logical time + 2 h
-(Variable `deadline_inventory_refresh_seconds`).
+(`DEADLINE_INVENTORY_REFRESH_SECONDS` env at parse time overrides it).
 
 ## Tasks
 1. `list_refresh_jobs` — connected clients × platforms (or the validated `client_ids` /

@@ -38,8 +38,8 @@ ALLOWED_TAGS = frozenset(
 # Deadline per DAG (DESIGN §1), seconds after the run was queued. A deployment may override one
 # with the environment variable ``DEADLINE_<DAG_ID>_SECONDS``, read when the DAG is parsed (it must
 # be set where the dag-processor runs). Deliberately not an Airflow Variable: Airflow 3.3.2's
-# ``VariableInterval`` takes the scheduler down when the Variable is missing *or* stored in the
-# metadata DB (AIRFLOW3_NOTES; canary: tests/e2e/test_compat_variable_interval.py).
+# Variable-backed deadline interval takes the scheduler down when the Variable is missing *or*
+# stored in the metadata DB (AIRFLOW3_NOTES; canary: tests/e2e/test_compat_variable_interval.py).
 DEADLINE_DEFAULT_SECONDS: dict[str, int] = {
     "analytics_nightly": 90 * 60,  # 02:00 PT + 90 min = 03:30 PT
     "analytics_hourly": 2 * 3600,  # window end + 2 h

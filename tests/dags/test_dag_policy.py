@@ -75,3 +75,8 @@ def test_cron_ledger_judges_health_after_collecting_and_even_if_collection_fails
     evaluate = dag.get_task("evaluate_job_health")
     assert evaluate.upstream_task_ids == {"collect_ledger"}
     assert evaluate.trigger_rule == "all_done"
+    # ...and a leaf that needs the collection to succeed, so a failed one fails the run.
+    leaves = {t.task_id: t for t in dag.tasks if not t.downstream_task_ids}
+    assert set(leaves) == {"evaluate_job_health", "ledger_collected"}
+    assert leaves["ledger_collected"].trigger_rule == "all_success"
+    assert leaves["ledger_collected"].upstream_task_ids == {"collect_ledger"}

@@ -1,7 +1,7 @@
 """``airflow dags test cron_ledger`` with a ``ledger_paths`` param that names what a run must
 never read (issue 15): ``collect_ledger`` fails before any work, says why in its failure alert,
-and nothing was read. (The run itself still ends "success": its only leaf is the all_done
-watcher — see the issue-15 report.)"""
+nothing was read, and the run fails (the `ledger_collected` leaf carries the failed collection
+into the run's state; the all_done watcher alone would have turned it green)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def test_a_ledger_paths_param_outside_the_roots_fails_before_any_work(dag_test, 
     # (never run this against the old collector: it reads /dev/zero until the worker dies)
     result = dag_test("cron_ledger", conf={"ledger_paths": f"/dev/zero,/{tmp_path}/../"}, env=env)
     out = result.stdout + result.stderr
+    assert result.returncode != 0, "a failed collection must fail the run"
     assert "params.ledger_paths refused" in out and "/dev/zero: outside LEDGER_ROOTS" in out
     body = db.execute(
         "SELECT body FROM ops.alerts WHERE dedup_key = 'task_failed:cron_ledger:collect_ledger'"

@@ -227,6 +227,9 @@ def test_a_worker_killed_mid_ingest_the_window_completes_exactly_once(deployment
         },
     )
 
+    # The Celery worker logs each workload it executes with the task's log path.
+    marker = f"run_id={run_id}/task_id=ingest_events/attempt=1.log"
+
     def loading_worker():
         # A page is committed (checkpoint) and more are to come: find who runs it.
         loaded = _window_rows(dep, *window)
@@ -238,7 +241,7 @@ def test_a_worker_killed_mid_ingest_the_window_completes_exactly_once(deployment
                 for name in dep.topo.procs
                 if name.startswith("airflow-worker")
                 and dep.topo.procs[name].poll() is None
-                and run_id in dep.topo.log_path(name).read_text(errors="replace")
+                and marker in dep.topo.log_path(name).read_text(errors="replace")
             ),
             None,
         )

@@ -18,6 +18,17 @@ import httpx
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 
 
+def wait_for(what: str, check, timeout: float, every: float = 2.0, context=lambda: ""):
+    """Poll ``check()`` until it returns something truthy (returned); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{context()}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

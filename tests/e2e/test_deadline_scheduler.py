@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from include.analytics_ops.monitoring.sources import AirflowApiSource
-from tests.e2e.airflow_services import Standalone
+from tests.e2e.airflow_services import Standalone, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.scheduler]
 
@@ -65,16 +65,6 @@ PROBES = textwrap.dedent(
 FAILING_DEADLINE_S = 60
 
 
-def _wait(what: str, check, timeout: float, every: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 @pytest.fixture
 def standalone(devenv, tmp_path):
     dags = tmp_path / "dags"
@@ -107,7 +97,7 @@ def test_deadline_alerts_under_a_real_scheduler(standalone, db):
     client = httpx.Client(base_url=base, timeout=10)
     client.headers["Authorization"] = f"Bearer {standalone.token()}"
     for dag_id in ("deadline_sleepy", "deadline_failing"):
-        _wait(
+        wait_for(
             f"{dag_id} to be parsed",
             lambda d=dag_id: client.get(f"/api/v2/dags/{d}").status_code == 200,
             timeout=90,
@@ -124,9 +114,9 @@ def test_deadline_alerts_under_a_real_scheduler(standalone, db):
     sleepy_key = f"deadline_missed:deadline_sleepy:{runs['deadline_sleepy']}"
     failure_key = "task_failed:deadline_failing:fail_fast"
     try:
-        _wait("the deadline alert of the overrunning run",
+        wait_for("the deadline alert of the overrunning run",
               lambda: sleepy_key in alert_keys(), timeout=120)  # fmt: skip
-        _wait("the failure alert", lambda: failure_key in alert_keys(), timeout=90)
+        wait_for("the failure alert", lambda: failure_key in alert_keys(), timeout=90)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{_tail(log_path)}") from None
 

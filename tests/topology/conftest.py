@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.e2e.airflow_services import wait_for
 from tests.topology.compose import REPO_ROOT, ProcessTopology, parse_env_file
 from tests.topology.servers import Redis, TcpPostgres, free_port
 
@@ -126,13 +126,7 @@ class Deployment:
         )
 
     def wait(self, what: str, check, timeout: float = 180, every: float = 2.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(every)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{self.logs()}")
+        return wait_for(what, check, timeout, every, context=self.logs)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         resp = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")

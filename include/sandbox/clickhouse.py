@@ -26,7 +26,7 @@ from datetime import date
 
 from include.sandbox import events as ev
 from include.sandbox.hogql import HogQLError, Query
-from include.sandbox.timeutil import US, pt_days_between
+from include.sandbox.timeutil import US
 
 SCHEMA = (
     "uuid UUID, event String, distinct_id String, properties String,"
@@ -183,12 +183,10 @@ class Engine:
         t_hi = c_hi if t_hi is None else min(t_hi, c_hi)
         if t_hi < t_lo:
             return
-        days = pt_days_between(t_lo, t_hi)
-        if len(days) > MAX_SCAN_DAYS:
-            raise HogQLError(
-                f"sandbox HogQL scans at most {MAX_SCAN_DAYS} days of events per query "
-                f"(this query spans {len(days)}); narrow the timestamp/created_at range"
-            )
+        try:
+            days = ev.days_to_scan(t_lo, t_hi, MAX_SCAN_DAYS)
+        except ev.TooMuchData as exc:
+            raise HogQLError(str(exc)) from None
         for d in days:
             if d not in self._days:
                 self._insert("events", self.store.day(d), 0, None)

@@ -395,6 +395,18 @@ class TooMuchData(ValueError):
     pass
 
 
+def days_to_scan(t_lo: int, t_hi: int, max_days: int) -> list[date]:
+    """The PT days an event-time range [t_lo, t_hi] (µs) touches; more than ``max_days`` is a
+    query the stand-in refuses (400), never a silently partial answer."""
+    days = pt_days_between(t_lo, t_hi)
+    if len(days) > max_days:
+        raise TooMuchData(
+            f"sandbox HogQL scans at most {max_days} days of events per query "
+            f"(this query spans {len(days)}); narrow the timestamp/created_at range"
+        )
+    return days
+
+
 class EventStore:
     """Day cache (bounded LRU) + injected extra events + benchmark mode; thread safe."""
 
@@ -481,13 +493,7 @@ class EventStore:
             t_hi = min(t_hi, c_hi)
             if t_hi < t_lo:
                 return iter(sources[0]) if sources else iter(())
-            days = pt_days_between(t_lo, t_hi)
-            if len(days) > max_scan_days:
-                raise TooMuchData(
-                    f"sandbox HogQL scans at most {max_scan_days} days of events per query "
-                    f"(this query spans {len(days)}); narrow the timestamp/created_at range"
-                )
-            for d in days:
+            for d in days_to_scan(t_lo, t_hi, max_scan_days):
                 rows = self.day(d)
                 lo = bisect.bisect_left(rows, lo_key)
                 hi = bisect.bisect_left(rows, hi_key)

@@ -73,7 +73,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from include.analytics_ops import callbacks, config
+from include.analytics_ops import assets, callbacks, config
 from include.analytics_ops.operators.github import add_bug_risk_group
 from include.analytics_ops.operators.ingest import (
     IngestEventsOperator,
@@ -127,11 +127,16 @@ from include.analytics_ops.operators.ingest import (
 def analytics_hourly():
     ingest_events = IngestEventsOperator(
         task_id="ingest_events",
+        outlets=[assets.POSTHOG_EVENTS],
         pool="posthog_api",
         pool_slots=1,
         execution_timeout=timedelta(minutes=45),
     )
-    update_rollups = UpdateRollupsOperator(task_id="update_rollups")
+    update_rollups = UpdateRollupsOperator(
+        task_id="update_rollups",
+        inlets=[assets.POSTHOG_EVENTS],
+        outlets=[*assets.ROLLUPS, assets.DAILY_METRICS],
+    )
     # Bad params stop every branch before any work (no retries: AirflowFailException).
     validate_params = ValidateIngestParamsOperator(
         task_id="validate_params", execution_timeout=timedelta(minutes=2)
@@ -140,6 +145,7 @@ def analytics_hourly():
     # sweep for events older than the event-time bound. Its own leaf: it never blocks the hour.
     reconcile = ReconcileLateArrivalsOperator(
         task_id="reconcile_late_arrivals",
+        outlets=[assets.POSTHOG_EVENTS, *assets.ROLLUPS, assets.DAILY_METRICS],
         pool="posthog_api",
         pool_slots=1,
         execution_timeout=timedelta(minutes=30),

@@ -72,7 +72,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from include.analytics_ops import callbacks, config
+from include.analytics_ops import assets, callbacks, config
 from include.analytics_ops.operators.checks import (
     CaptureSnapshotOperator,
     FreshnessGateOperator,
@@ -108,18 +108,27 @@ def analytics_nightly():
     # A late ingest is worth waiting for (~1 h of retries, within the 03:30 deadline).
     check_freshness = FreshnessGateOperator(
         task_id="check_freshness",
+        inlets=[assets.DAILY_METRICS, assets.POSTHOG_EVENTS],
         retries=4,
         retry_delay=timedelta(minutes=5),
         max_retry_delay=timedelta(minutes=20),
     )
     checks = []
     for metric in ("revenue", "conversion_rate", "sessions"):
-        checks.append(MetricRangeCheckOperator(task_id=f"{metric}_range", metric=metric))
-        checks.append(MetricTrendCheckOperator(task_id=f"{metric}_trend", metric=metric))
-    write_proof = WriteProofOperator(task_id="write_proof")
+        lineage = {"inlets": [assets.DAILY_METRICS], "outlets": [assets.CHECK_RESULTS]}
+        checks.append(MetricRangeCheckOperator(task_id=f"{metric}_range", metric=metric, **lineage))
+        checks.append(MetricTrendCheckOperator(task_id=f"{metric}_trend", metric=metric, **lineage))
+    write_proof = WriteProofOperator(
+        task_id="write_proof", inlets=[assets.CHECK_RESULTS], outlets=assets.SAMPLING_PROOFS
+    )
     # Parallel to write_proof (not after it): write_proof stays a leaf, so a critical proof fails
     # the run while the snapshot is still captured.
-    capture_snapshot = CaptureSnapshotOperator(task_id="capture_snapshot", trigger_rule="all_done")
+    capture_snapshot = CaptureSnapshotOperator(
+        task_id="capture_snapshot",
+        trigger_rule="all_done",
+        inlets=[assets.DAILY_METRICS],
+        outlets=assets.DASHBOARD_SNAPSHOTS,
+    )
     check_freshness >> checks
     checks >> write_proof
     checks >> capture_snapshot

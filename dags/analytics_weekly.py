@@ -53,7 +53,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from include.analytics_ops import callbacks, config
+from include.analytics_ops import assets, callbacks, config
 from include.analytics_ops.operators.weekly import (
     ArchiveOldRecordsOperator,
     BuildCtoReportOperator,
@@ -90,11 +90,19 @@ from include.analytics_ops.operators.weekly import (
     },
 )
 def analytics_weekly():
-    export = ExportMetricsCsvOperator(task_id="export_metrics_csv")
-    build = BuildCtoReportOperator(task_id="build_cto_report")
+    export = ExportMetricsCsvOperator(
+        task_id="export_metrics_csv",
+        inlets=[assets.DAILY_METRICS, *assets.SAMPLING_PROOFS, *assets.DASHBOARD_SNAPSHOTS],
+        outlets=[assets.WEEKLY_EXPORTS],
+    )
+    build = BuildCtoReportOperator(
+        task_id="build_cto_report",
+        inlets=[assets.DAILY_METRICS, *assets.SAMPLING_PROOFS, assets.PROJECT_HEALTH],
+        outlets=[assets.CTO_REPORT],
+    )
     send = SendCtoReportOperator(task_id="send_cto_report", smtp_conn_id="smtp_default")
     archive = ArchiveOldRecordsOperator(task_id="archive_old_records")
-    CheckProjectHealthOperator(task_id="check_project_health")
+    CheckProjectHealthOperator(task_id="check_project_health", inlets=[assets.PROJECT_HEALTH])
     build >> send
     # Trim only after the report has read the week's job runs and the CSV is written.
     [export, send] >> archive

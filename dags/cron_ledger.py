@@ -62,7 +62,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, TriggerRule, dag
 
-from include.analytics_ops import callbacks, config
+from include.analytics_ops import assets, callbacks, config
 from include.analytics_ops.operators.monitoring import (
     CollectLedgerOperator,
     EvaluateJobHealthOperator,
@@ -93,10 +93,15 @@ from include.analytics_ops.operators.monitoring import (
     },
 )
 def cron_ledger():
-    collect_ledger = CollectLedgerOperator(task_id="collect_ledger")
+    collect_ledger = CollectLedgerOperator(
+        task_id="collect_ledger", outlets=[assets.LEDGER_ENTRIES]
+    )
     # all_done: the watcher still runs (on what is already collected) when the collector fails
     collect_ledger >> EvaluateJobHealthOperator(
-        task_id="evaluate_job_health", trigger_rule=TriggerRule.ALL_DONE
+        task_id="evaluate_job_health",
+        trigger_rule=TriggerRule.ALL_DONE,
+        inlets=[assets.LEDGER_ENTRIES],
+        outlets=[assets.JOB_HEALTH],
     )
     # The run's state comes from its leaves: this one fails it when the collection failed.
     collect_ledger >> EmptyOperator(task_id="ledger_collected")

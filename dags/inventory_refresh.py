@@ -70,7 +70,7 @@ import os
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from include.analytics_ops import callbacks, config
+from include.analytics_ops import assets, callbacks, config
 from include.analytics_ops.operators.inventory import (
     MAP_INDEX_TEMPLATE,
     ListRefreshJobsOperator,
@@ -113,6 +113,7 @@ def inventory_refresh():
     list_refresh_jobs = ListRefreshJobsOperator(task_id="list_refresh_jobs")
     refresh_client = RefreshInventoryBatchOperator.partial(
         task_id="refresh_client",
+        outlets=[assets.INVENTORY_RESULTS],
         concurrency=CALLS_PER_TASK,
         pool="inventory_api",
         pool_slots=CALLS_PER_TASK,

@@ -472,13 +472,19 @@ def _task_args(timeout_minutes: int) -> dict[str, Any]:
 def add_github_branch(*, repos: Sequence[str] | None = None) -> tuple[BaseOperator, BaseOperator]:
     """Create ``sync_github >> compute_project_metrics >> score_project_health >>
     cleanup_old_logs`` in the current DAG; returns (first, last) for wiring."""
-    sync = SyncGitHubOperator(task_id=SYNC_TASK, repos=repos, **_task_args(30))
+    from include.analytics_ops import assets
+
+    sync = SyncGitHubOperator(
+        task_id=SYNC_TASK, repos=repos, outlets=[assets.GITHUB_ISSUES], **_task_args(30)
+    )
     metrics = ComputeProjectMetricsOperator(
-        task_id=METRICS_TASK, trigger_rule="all_done", **_task_args(15)
-    )
+        task_id=METRICS_TASK, trigger_rule="all_done", inlets=[assets.GITHUB_ISSUES],
+        **_task_args(15),
+    )  # fmt: skip
     health = ScoreProjectHealthOperator(
-        task_id=HEALTH_TASK, trigger_rule="all_done", **_task_args(15)
-    )
+        task_id=HEALTH_TASK, trigger_rule="all_done", inlets=[assets.GITHUB_ISSUES],
+        outlets=[assets.PROJECT_HEALTH], **_task_args(15),
+    )  # fmt: skip
     cleanup = CleanupOldLogsOperator(
         task_id=CLEANUP_TASK,
         trigger_rule="all_done",

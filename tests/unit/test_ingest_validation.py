@@ -72,6 +72,13 @@ def test_a_good_row_becomes_wire_ready_load_tuple():
         ({"properties": '{"a": "\\u0000"}'}, "properties contain \\u0000"),
         ({"properties": '{"order_id": "o"}'}, "missing required property 'revenue'"),
         ({"properties": '{"order_id": "o", "revenue": "12"}'}, "property 'revenue' of event"),
+        # lone surrogates: not UTF-8, so PostgreSQL can store neither the row nor its text
+        ({"event": "purchase\ud800"}, "'event' is not valid Unicode"),
+        ({"event": "pur\x00chase"}, "NUL character in 'event'"),
+        ({"distinct_id": "\udfffseeker"}, "'distinct_id' is not valid Unicode"),
+        ({"properties": {"revenue": 1, "order_id": "o\ud800"}}, "'properties' is not valid"),
+        ({"properties": {"\ud800": 1}}, "'properties' is not valid Unicode"),
+        ({"properties": '{"revenue": 1, "order_id": "\ud800"}'}, "'properties' is not valid"),
     ],
 )
 def test_bad_rows_get_a_reason_instead_of_raising(override, reason):

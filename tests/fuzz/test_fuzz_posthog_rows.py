@@ -20,26 +20,13 @@ from tests.fuzz.bounded import bounded
 pytestmark = pytest.mark.fuzz
 EXAMPLES = 100  # derandomized: the same cases every run (tests/fuzz/bounded.py)
 
-# Known gaps of ingest/validation.py, reported in issue 15 (that module is being rewritten in
-# parallel): a lone surrogate in event/distinct_id is accepted but cannot be stored, one in a
-# dict ``properties`` raises UnicodeEncodeError out of split_rows, and a non-finite float in a
-# refused row's payload makes its dead letter unstorable (jsonb has no Infinity/NaN). Until the
-# rewrite lands they are left out of the generated input; set both to True to check the fix.
-WITH_SURROGATES = False
-WITH_NON_FINITE = False
-PIECES = ["\x00", "\\u0000", "\\ud800", "<!channel>", "\r\n", "é", '"', "\\"]
-PIECES += ["\ud800"] if WITH_SURROGATES else []
+PIECES = ["\x00", "\\u0000", "\\ud800", "\ud800", "<!channel>", "\r\n", "é", '"', "\\"]
 TEXT = st.lists(
-    st.text(st.characters(exclude_categories=() if WITH_SURROGATES else ("Cs",)), max_size=20)
-    | st.sampled_from(PIECES),
+    st.text(st.characters(exclude_categories=()), max_size=20) | st.sampled_from(PIECES),
     max_size=4,
 ).map("".join)
 JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=WITH_NON_FINITE, allow_infinity=WITH_NON_FINITE)
-    | TEXT,
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=8,
 )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from include.analytics_ops.ingest.config import EventMapping, IngestConfig
+from include.analytics_ops.ingest.config import EventMapping, IngestConfig, parse_instant
 from include.analytics_ops.ingest.loader import (
     Window,
     WindowError,
@@ -72,6 +72,13 @@ def test_a_good_row_becomes_wire_ready_load_tuple():
         ({"properties": '{"a": "\\u0000"}'}, "properties contain \\u0000"),
         ({"properties": '{"order_id": "o"}'}, "missing required property 'revenue'"),
         ({"properties": '{"order_id": "o", "revenue": "12"}'}, "property 'revenue' of event"),
+        # lone surrogates: not UTF-8, so PostgreSQL can store neither the row nor its text
+        ({"event": "purchase\ud800"}, "'event' is not valid Unicode"),
+        ({"event": "pur\x00chase"}, "NUL character in 'event'"),
+        ({"distinct_id": "\udfffseeker"}, "'distinct_id' is not valid Unicode"),
+        ({"properties": {"revenue": 1, "order_id": "o\ud800"}}, "'properties' is not valid"),
+        ({"properties": {"\ud800": 1}}, "'properties' is not valid Unicode"),
+        ({"properties": '{"revenue": 1, "order_id": "\ud800"}'}, "'properties' is not valid"),
     ],
 )
 def test_bad_rows_get_a_reason_instead_of_raising(override, reason):
@@ -156,6 +163,25 @@ def test_window_comes_from_params_then_data_interval_then_run_after():
         resolve_window({"window_start": "2026-11-18", "window_end": "2026-11-20"}, s, e, None)
     with pytest.raises(WindowError, match="after its start"):
         Window(e, s)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00+01:00",  # no UTC datetime at all (OverflowError before)
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:00:00Z",  # a UTC datetime, but start - lookback is not
+        "9999-12-31T23:00:00Z",  # nor end + settle
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+    ],
+)
+def test_an_instant_outside_the_ingestible_range_is_a_clear_value_error(moment):
+    with pytest.raises(ValueError, match=r"window_start must lie in \[1900-01-01, 2300-01-01\)"):
+        parse_instant(moment, "window_start")
+    later = "2026-11-19T01:00:00Z"
+    with pytest.raises(ValueError, match="must lie in"):
+        resolve_window({"window_start": moment, "window_end": later}, None, None, None)
+    assert parse_instant("1900-01-01T00:00:00Z", "x") == datetime(1900, 1, 1, tzinfo=UTC)
 
 
 def test_a_window_is_read_only_after_the_settle_delay():

@@ -30,17 +30,17 @@ wins). Label matching ignores case. Pull requests are never bugs.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import psycopg
 
-from include.analytics_ops import store
+from include.analytics_ops import store, textsafe
 from include.analytics_ops.github import SEVERITIES
 from include.analytics_ops.github.client import (
     GitHubAuthError,
@@ -159,25 +159,8 @@ class IssueRecord:
     updated_at: datetime | None
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def storable(value: Any, limit: int | None = None) -> Any:
-    """Upstream text made storable in PostgreSQL text/jsonb: NUL and other control characters
-    (except tab/newline) and lone surrogates become U+FFFD; strings are cut to ``limit``.
-    Dicts and lists are cleaned recursively (for dead-letter payloads)."""
-    if isinstance(value, str):
-        text = _CONTROL.sub("\ufffd", value)
-        if not text.isascii():  # lone surrogates (JSON "\\ud800") cannot be UTF-8 encoded
-            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return text[:limit] if limit is not None else text
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN/Infinity (jsonb refuses them)
-    if isinstance(value, dict):
-        return {str(storable(k)): storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [storable(v) for v in value]
-    return value
+#: Issue text also shows on pages and in mail: other control characters are replaced too.
+storable = partial(textsafe.storable, controls=True)
 
 
 def _ts(value: Any) -> datetime | None:

@@ -122,8 +122,14 @@ def _event_lists(text: str | Mapping[str, Any] | None, default: dict) -> dict[st
     return {str(k): tuple(str(p) for p in v) for k, v in data.items()}
 
 
+#: The instants a window or start may name: what PostHog's ClickHouse ``DateTime64`` holds
+#: ([1900-01-01, 2299-12-31]), so window arithmetic (lookback, settle) never leaves Python's range.
+INSTANT_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2300, 1, 1, tzinfo=UTC))
+
+
 def parse_instant(value: Any, name: str) -> datetime:
-    """An aware UTC datetime from an ISO string (naive = UTC) or datetime."""
+    """An aware UTC datetime from an ISO string (naive = UTC) or datetime, within
+    ``INSTANT_RANGE``; anything else raises a ValueError naming ``name``."""
     if isinstance(value, datetime):
         moment = value
     else:
@@ -134,7 +140,14 @@ def parse_instant(value: Any, name: str) -> datetime:
             raise ValueError(f"{name} must be an ISO timestamp, got {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    lo, hi = INSTANT_RANGE
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 has no UTC datetime at all
+        utc = None
+    if utc is None or not lo <= utc < hi:
+        raise ValueError(f"{name} must lie in [{lo:%Y-%m-%d}, {hi:%Y-%m-%d}) UTC, got {value!r}")
+    return utc
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Row validation: a Query API row either becomes a load tuple or a dead letter with a reason.
 
-A row is loadable when it has a valid ``uuid``, non-empty ``event`` and ``distinct_id``, parseable
+A row is loadable when it has a valid ``uuid``, non-empty ``event`` and ``distinct_id`` that
+PostgreSQL can store (no NUL, no lone surrogate: ``textsafe.unstorable``), parseable
 ``timestamp`` and ``created_at``, ``properties`` that are a JSON object PostgreSQL's jsonb can
 store, the required properties of its event type (``IngestConfig.required``) and numeric values
 where the rollups sum them (``IngestConfig.numeric``), finite and within the configured range
 (``IngestConfig.ranges``; a value the rollup columns cannot hold would block the stream).
-Everything else is a dead letter; nothing here raises on bad data.
+Everything else is a dead letter whose payload and reason are made storable
+(``textsafe.storable``); nothing here raises on bad data.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from include.analytics_ops.textsafe import not_unicode, storable, unstorable
 
 #: Columns the ingest selects, in order (the query aliases them exactly so).
 COLUMNS = ("uuid", "event", "distinct_id", "timestamp", "created_at", "properties", "created_ms")
@@ -53,25 +57,9 @@ def parse_ts(value: Any) -> datetime:
     return moment
 
 
-def _storable(value: Any) -> Any:
-    """jsonb cannot hold NUL or lone surrogates: make a dead letter's payload storable."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            value = value.replace("\x00", "\ufffd")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = value.encode("utf-8", "replace").decode("utf-8")
-        return value
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_storable(v) for v in value]
-    return value
-
-
 def payload_of(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
-    return {c: _storable(row[i]) if i < len(row) else None for i, c in enumerate(columns)}
+    """A refused row as a dead letter's payload, made storable in jsonb (``textsafe.storable``)."""
+    return {c: storable(row[i]) if i < len(row) else None for i, c in enumerate(columns)}
 
 
 def check_row(
@@ -89,11 +77,14 @@ def check_row(
         if uid is None:
             return None, f"invalid uuid {raw_uuid[:64]!r}"
         event = row[idx["event"]]
-        if not event or not isinstance(event, str) or "\x00" in event:
+        if not event or not isinstance(event, str):
             return None, "missing or invalid event name"
         distinct = row[idx["distinct_id"]]
-        if not distinct or not isinstance(distinct, str) or "\x00" in distinct:
+        if not distinct or not isinstance(distinct, str):
             return None, "missing or invalid distinct_id"
+        why = unstorable(event, "event") or unstorable(distinct, "distinct_id")
+        if why:
+            return None, why
         raw_ts = row[idx["timestamp"]]
         try:
             ts = parse_ts(raw_ts)
@@ -120,10 +111,15 @@ def check_row(
                 decoded = _decode(props)
             except _DecodeError as exc:
                 return None, f"unparseable properties JSON: {str(exc)[:120]}"
+            except UnicodeEncodeError:  # a lone surrogate: not UTF-8, so not jsonb either
+                return None, not_unicode("properties")
             text = props
         elif isinstance(props, dict):
             decoded = props
-            text = _encode(props).decode()
+            try:
+                text = _encode(props).decode()
+            except UnicodeEncodeError:  # a lone surrogate in a key or value
+                return None, not_unicode("properties")
             if "\\u0000" in text:
                 return None, "properties contain \\u0000, which PostgreSQL jsonb cannot store"
         else:
@@ -197,5 +193,6 @@ def split_rows(
         else:
             payload = payload_of(columns, row)
             key = payload.get("uuid")
-            bad.append((payload, reason or "invalid", key if isinstance(key, str) else None))
+            reason = storable(reason or "invalid")  # it may quote the row's text
+            bad.append((payload, reason, key if isinstance(key, str) else None))
     return good, bad

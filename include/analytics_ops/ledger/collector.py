@@ -53,6 +53,7 @@ import psycopg
 
 from include.analytics_ops import store
 from include.analytics_ops.alerts import log_text
+from include.analytics_ops.textsafe import unstorable
 
 log = logging.getLogger(__name__)
 STREAM = "ledger"
@@ -187,7 +188,7 @@ def ledger_roots(spec: str | Sequence[str] = "") -> list[str]:
     directories of ``spec`` (the trusted ``LEDGER_PATHS`` entries). Real paths, unique."""
     from include.analytics_ops.config import setting
 
-    usable = [os.path.expanduser(i) for i in _items(spec) if _bad_text(i, "path") is None]
+    usable = [os.path.expanduser(i) for i in _items(spec) if unstorable(i, "path") is None]
     configured = [os.path.expanduser(i) for i in _items(str(setting("LEDGER_ROOTS", "") or ""))]
     dirs = configured or [_static_dir(i) for i in usable]
     return list(dict.fromkeys(os.path.realpath(d) for d in dirs))
@@ -228,7 +229,7 @@ def resolve_paths(
     missing."""
     out: dict[str, tuple[str, str, str | None]] = {}
     for item in _items(spec):
-        unusable = _bad_text(item, "path")
+        unusable = unstorable(item, "path")
         if unusable:
             out.setdefault(item, (item, item, unusable))
             continue
@@ -263,16 +264,6 @@ def default_job(path: str) -> str:
 
 
 # --------------------------------------------------------------------------- parsing
-def _bad_text(value: str, name: str) -> str | None:
-    if "\x00" in value:
-        return f"NUL character in '{name}'"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"'{name}' is not valid Unicode (a lone surrogate such as \\ud800)"
-    return None
-
-
 def parse_line(raw: bytes, job: str) -> tuple[tuple[str, datetime, int, str] | None, str | None]:
     """(job, ts, exit_code, message) or (None, reason)."""
     try:
@@ -312,7 +303,7 @@ def parse_line(raw: bytes, job: str) -> tuple[tuple[str, datetime, int, str] | N
         return None, "non-string 'job'"
     msg = msg[:MAX_MESSAGE_CHARS]
     for value, name in ((msg, "msg"), (entry_job or "", "job")):
-        reason = _bad_text(value, name)
+        reason = unstorable(value, name)
         if reason:
             return None, reason
     if entry_job and len(entry_job) > MAX_JOB_CHARS:

@@ -1,5 +1,5 @@
-"""Empty is a normal state: zero projects, zero connected clients and an empty week are not
-failures. Each DAG run succeeds under the real ``airflow dags test`` and says what it did."""
+"""Empty is a normal state: zero projects, zero connected clients, an empty week, a quiet hour
+and no ledger files are not failures. Each DAG run succeeds under the real ``airflow dags test`` and says what it did."""
 
 from __future__ import annotations
 
@@ -90,3 +90,33 @@ def test_weekly_on_an_empty_week_succeeds_and_says_what_it_did(db, dag_test, tmp
     assert "7 days, 0 with data" in tasks["export_metrics_csv"][1]
     assert "0 projects" in tasks["check_project_health"][1]
     assert date(2026, 11, 22).isoformat() in output(result)
+
+
+def test_hourly_on_an_empty_window_succeeds_and_says_so(db, sandbox, dag_test):
+    # Nothing is visible in PostHog yet for this hour: a quiet hour, not a failure.
+    sandbox.set_faults(posthog_now="2026-11-01T00:00:00Z")
+    try:
+        result = dag_test("analytics_hourly", "2026-11-20T11:00:00+00:00")
+    finally:
+        sandbox.set_faults(posthog_now=None)
+    assert result.returncode == 0, output(result)[-4000:]
+    row = db.execute(
+        "SELECT status, records_in, records_out, status_message FROM ops.job_runs"
+        " WHERE dag_id = 'analytics_hourly' AND task_id = 'ingest_events'"
+        " ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert row[:3] == ("completed", 0, 0), row
+    assert row[3] == "0 fetched = 0 loaded (0 new) + 0 dead-lettered", row
+    assert db.execute("SELECT count(*) FROM analytics.posthog_events").fetchone()[0] == 0
+    tasks = messages(db, "analytics_hourly")
+    assert tasks["update_rollups"][0] == "completed", tasks
+
+
+def test_cron_ledger_with_no_ledger_files_succeeds_and_says_so(db, dag_test, tmp_path):
+    env = {"LEDGER_PATHS": str(tmp_path / "*.jsonl"), "HEALTH_RUN_SOURCE": "job_runs"}
+    result = dag_test("cron_ledger", env=env)
+    assert result.returncode == 0, output(result)[-4000:]
+    tasks = messages(db, "cron_ledger")
+    assert tasks["collect_ledger"] == ("completed", "0 new entries from 0 files"), tasks
+    assert tasks["evaluate_job_health"][0] == "completed"
+    assert db.execute("SELECT count(*) FROM ops.ledger_entries").fetchone()[0] == 0

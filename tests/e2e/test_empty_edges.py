@@ -1,5 +1,6 @@
 """Empty is a normal state: zero projects, zero connected clients, an empty week, a quiet hour
-and no ledger files are not failures. Each DAG run succeeds under the real ``airflow dags test`` and says what it did."""
+and no ledger files are not failures. Each DAG run succeeds under the real ``airflow dags test``
+and says what it did."""
 
 from __future__ import annotations
 

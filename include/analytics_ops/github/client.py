@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
 
+from include.analytics_ops import retry
 from include.analytics_ops.connections import airflow_connection, http_base_url
 from include.analytics_ops.db import ConfigError
 from include.analytics_ops.github import CONN_ID
@@ -50,6 +51,18 @@ class GitHubError(RuntimeError):
 
 class GitHubTransientError(GitHubError):
     """Worth retrying later: 5xx, transport errors, rate limits beyond the wait cap."""
+
+
+class _Transient(GitHubError):
+    """A 5xx or transport error: worth another attempt (``status`` None for transport)."""
+
+
+class _RateLimited(Exception):
+    """A rate limit to wait out (``seconds``) before the same request again."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"rate limited for {seconds:.0f}s")
+        self.seconds = seconds
 
 
 class GitHubNotFound(GitHubError):
@@ -181,6 +194,10 @@ class GitHubClient:
 
     # ------------------------------------------------------------------ requests
     def _wait(self, seconds: float, why: str) -> None:
+        self._sleep(self._rate_limit_wait(seconds, why))
+
+    def _rate_limit_wait(self, seconds: float, why: str) -> float:
+        """A rate-limit wait of ``seconds``, counted in the stats (too long: a transient error)."""
         seconds = max(0.0, seconds)
         if seconds > self.max_wait_seconds:
             raise GitHubTransientError(
@@ -189,7 +206,7 @@ class GitHubClient:
             )
         log.warning("GitHub %s: waiting %.1fs", why, seconds)
         self.stats.rate_limit_wait_seconds += seconds
-        self._sleep(seconds)
+        return seconds
 
     def _seconds_until_reset(self, response: httpx.Response) -> float | None:
         reset = response.headers.get("X-RateLimit-Reset")
@@ -223,8 +240,8 @@ class GitHubClient:
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc) != self._origin:
             raise GitHubRequestError(f"refusing to send the token to another origin: {url}")
-        attempt = 0
-        while True:
+
+        def attempt() -> httpx.Response:
             if self._reset_at is not None:
                 # The previous response used the last request of the window: wait for the reset.
                 # A reset further away than the cap is not waited for here: the request then
@@ -233,34 +250,23 @@ class GitHubClient:
                 if 0 < wait <= self.max_wait_seconds:
                     self.stats.rate_limit_waits += 1
                     self._wait(wait, "rate limit exhausted")
-            attempt += 1
             self.stats.api_calls += 1
             try:
                 response = self._http.get(url, params=params, headers=headers)
             except httpx.TransportError as exc:
-                if attempt >= self.max_attempts:
-                    raise GitHubTransientError(
-                        f"GET {parts.path}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                self.stats.transient_retries += 1
-                self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
-                continue
+                raise _Transient(f"{type(exc).__name__}: {exc}", None) from exc
             status = response.status_code
-            if status in (403, 429) and self._is_rate_limited(response):
-                continue  # waited it out: same request again (does not use up an attempt)
+            if status in (403, 429):
+                seconds = self._rate_limit_seconds(response)
+                if seconds is not None:
+                    raise _RateLimited(seconds)  # same request again after the wait
             self._note_rate_headers(response)
             if status < 300 or status == 304:
                 if status == 304:
                     self.stats.not_modified += 1
                 return response
             if status >= 500:
-                if attempt >= self.max_attempts:
-                    raise GitHubTransientError(
-                        f"GET {parts.path}: HTTP {status} after {attempt} attempts", status
-                    )
-                self.stats.transient_retries += 1
-                self._sleep(self.backoff_seconds * 2 ** (attempt - 1))
-                continue
+                raise _Transient(f"HTTP {status}", status)
             message = _error_message(response)
             if status in (404, 410):
                 raise GitHubNotFound(f"GET {parts.path}: HTTP {status} {message}", status)
@@ -268,28 +274,50 @@ class GitHubClient:
                 raise GitHubAuthError(f"GET {parts.path}: HTTP {status} {message}", status)
             raise GitHubRequestError(f"GET {parts.path}: HTTP {status} {message}", status)
 
-    def _is_rate_limited(self, response: httpx.Response) -> bool:
-        """If ``response`` is a (primary or secondary) rate limit, wait it out and return True."""
+        def give_up(exc: BaseException, reason: str, wait: float, attempts: int) -> NoReturn:
+            assert isinstance(exc, _Transient)
+            if exc.status is None:
+                raise GitHubTransientError(f"GET {parts.path}: {exc}") from exc.__cause__
+            raise GitHubTransientError(
+                f"GET {parts.path}: {exc} after {attempts} attempts", exc.status
+            )
+
+        def before_sleep(exc: BaseException, wait: float, attempts: int) -> None:
+            if isinstance(exc, _Transient):
+                self.stats.transient_retries += 1
+
+        return retry.policy(
+            retry_if=lambda exc: isinstance(exc, _Transient | _RateLimited),
+            max_attempts=self.max_attempts,
+            limited=lambda exc: isinstance(exc, _Transient),  # a rate-limit wait never gives up
+            base=self.backoff_seconds,
+            jitter="none",
+            hint=lambda exc: exc.seconds if isinstance(exc, _RateLimited) else None,
+            give_up=give_up,
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+        )(attempt)
+
+    def _rate_limit_seconds(self, response: httpx.Response) -> float | None:
+        """If ``response`` is a (primary or secondary) rate limit, how long to wait it out."""
         retry_after = response.headers.get("Retry-After")
         if retry_after is not None:
-            try:
-                seconds = float(retry_after)
-            except ValueError:
-                seconds = 60.0
+            seconds = retry.parse_retry_after(retry_after, now=self._clock)
             self.stats.secondary_limit_waits += 1
-            self._wait(seconds, "secondary rate limit")
-            return True
+            return self._rate_limit_wait(
+                60.0 if seconds is None else seconds, "secondary rate limit"
+            )
         if response.headers.get("X-RateLimit-Remaining") == "0":
             seconds = self._seconds_until_reset(response)
             self.stats.rate_limit_waits += 1
-            self._wait(60.0 if seconds is None else seconds, "rate limit exhausted")
-            return True
+            return self._rate_limit_wait(
+                60.0 if seconds is None else seconds, "rate limit exhausted"
+            )
         if response.status_code == 429 or "rate limit" in _error_message(response).lower():
             # Secondary limit without a hint: GitHub asks to wait at least a minute.
             self.stats.secondary_limit_waits += 1
-            self._wait(60.0, "secondary rate limit (no Retry-After)")
-            return True
-        return False
+            return self._rate_limit_wait(60.0, "secondary rate limit (no Retry-After)")
+        return None
 
     # ------------------------------------------------------------------ endpoints
     def list_issues(

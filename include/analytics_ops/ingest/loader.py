@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 
-from include.analytics_ops import store
+from include.analytics_ops import retry, store
 from include.analytics_ops.dates import pt_date
 from include.analytics_ops.ingest import STREAM
 from include.analytics_ops.ingest.config import IngestConfig
@@ -276,7 +276,29 @@ class PageFetcher:
         }
 
     def fetch(self, number: int, cursor: dict[str, Any] | None) -> Page:
-        shrink_failures = 0
+        """Page ``number``: 504/512/read timeouts halve the page down to ``min_page_size``; there
+        they are retried with the retry policy (``max_attempts``, backoff, the time budget)."""
+
+        def give_up(exc: BaseException, reason: str, wait: float, attempts: int) -> NoReturn:
+            if reason == "budget":
+                raise BudgetExhausted(
+                    "PostHog keeps timing out at the minimum page size and the time budget "
+                    "is spent; Airflow will retry from the checkpoint",
+                    504,
+                ) from None
+            raise exc
+
+        return retry.policy(
+            retry_if=lambda exc: isinstance(exc, QueryTooExpensive),
+            max_attempts=self.cfg.max_attempts,
+            base=2 * self.cfg.backoff_base,  # the first wait is 2 * base
+            cap=self.cfg.backoff_cap,
+            jitter="none",
+            deadline=self.deadline,
+            give_up=give_up,
+        )(self._fetch_shrinking, number, cursor)
+
+    def _fetch_shrinking(self, number: int, cursor: dict[str, Any] | None) -> Page:
         while True:
             limit = self.limit
             values = dict(self.values)
@@ -313,18 +335,7 @@ class PageFetcher:
                     self.limit = max(self.cfg.min_page_size, limit // 2)
                     log.warning("PostHog 504/512: page size %d -> %d", limit, self.limit)
                     continue
-                shrink_failures += 1
-                if shrink_failures >= self.cfg.max_attempts:
-                    raise
-                wait = min(self.cfg.backoff_cap, self.cfg.backoff_base * 2**shrink_failures)
-                if self.deadline is not None and time.monotonic() + wait > self.deadline:
-                    raise BudgetExhausted(
-                        "PostHog keeps timing out at the minimum page size and the time budget "
-                        "is spent; Airflow will retry from the checkpoint",
-                        504,
-                    ) from None
-                time.sleep(wait)
-                continue
+                raise
             return self._page(number, body, limit)
 
     def _undecodable(self, number: int, exc: UndecodableBody) -> Page:

@@ -26,9 +26,9 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NoReturn
 
+from include.analytics_ops import retry
 from include.analytics_ops.connections import airflow_connection, http_base_url
 
 log = logging.getLogger(__name__)
@@ -117,17 +117,9 @@ class ApiStats:
 def retry_after_seconds(headers: Mapping[str, str], body: Any) -> float | None:
     """The server's wait hint: ``Retry-After`` (seconds or HTTP date), else PostHog's throttle
     ``detail`` ("Expected available in 2202 seconds."), else None."""
-    value = headers.get("retry-after") if headers else None
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
+    seconds = retry.parse_retry_after(headers.get("retry-after") if headers else None)
+    if seconds is not None:
+        return seconds
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, str):
         m = _DETAIL_SECONDS.search(detail)
@@ -138,7 +130,16 @@ def retry_after_seconds(headers: Mapping[str, str], body: Any) -> float | None:
 
 def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
-    return rng.uniform(0, min(cap, base * (2 ** max(0, attempt))))
+    return retry.backoff(attempt + 1, base, cap, "full", rng)
+
+
+class _Transient(PostHogError):
+    """One failed call worth another attempt; ``hint`` is the server's wait (None: back off)."""
+
+    def __init__(self, what: str, status: int | None, hint: float | None) -> None:
+        super().__init__(what, status)
+        self.what = what
+        self.hint = hint
 
 
 def base_url_from_connection(
@@ -265,8 +266,8 @@ class PostHogClient:
             "name": name,
         }
         content = msgspec.json.encode(payload)
-        attempt = 0
-        while True:
+
+        def attempt() -> dict[str, Any]:
             status, body, headers, error = self._post(content)
             if status == 200 and isinstance(body, dict) and isinstance(body.get("results"), list):
                 return body
@@ -291,37 +292,61 @@ class PostHogClient:
                 if status is not None and status != 200
                 else (error or "a 200 response without a results list")
             )
-            attempt += 1
-            if status != 429 and attempt >= self.max_attempts:
-                raise PostHogUnavailable(
-                    f"PostHog query {name!r} failed {attempt} times; last: {what}", status
-                )
             hint = retry_after_seconds(headers, body) if status is not None else None
-            wait = (
-                hint + self._rng.uniform(0, min(1.0, 0.1 * hint + 0.05))
-                if hint is not None
-                else backoff_seconds(attempt - 1, self.backoff_base, self.backoff_cap, self._rng)
+            raise _Transient(what, status, hint)
+
+        def hinted_wait(exc: BaseException) -> float | None:
+            hint = exc.hint if isinstance(exc, _Transient) else None
+            return (
+                None if hint is None else hint + self._rng.uniform(0, min(1.0, 0.1 * hint + 0.05))
             )
+
+        def deferred(exc: _Transient, wait: float) -> ThrottledFor:
+            self.stats.retries += 1
+            return ThrottledFor(
+                f"PostHog query {name!r}: throttled, {exc.what}; waiting {wait:.0f}s deferred "
+                "(no worker or pool slot held), then resuming from the checkpoint",
+                wait,
+            )
+
+        def give_up(exc: BaseException, reason: str, wait: float, attempts: int) -> NoReturn:
+            assert isinstance(exc, _Transient)
+            if reason == "attempts":
+                raise PostHogUnavailable(
+                    f"PostHog query {name!r} failed {attempts} times; last: {exc.what}", exc.status
+                )
+            if exc.status == 429 and exc.hint is not None:
+                raise deferred(exc, wait)
+            raise BudgetExhausted(
+                f"PostHog query {name!r}: waiting {wait:.0f}s after {exc.what} would pass the "
+                "task's time budget; failing so Airflow retries later (resumes from the "
+                "checkpoint)",
+                exc.status,
+            )
+
+        def before_sleep(exc: BaseException, wait: float, attempts: int) -> None:
+            assert isinstance(exc, _Transient)
             too_long = self.max_inline_wait is not None and wait > self.max_inline_wait
-            past_budget = deadline is not None and time.monotonic() + wait > deadline
-            if status == 429 and hint is not None and (too_long or past_budget):
-                self.stats.retries += 1
-                raise ThrottledFor(
-                    f"PostHog query {name!r}: throttled, {what}; waiting {wait:.0f}s deferred "
-                    "(no worker or pool slot held), then resuming from the checkpoint",
-                    wait,
-                )
-            if past_budget:
-                raise BudgetExhausted(
-                    f"PostHog query {name!r}: waiting {wait:.0f}s after {what} would pass the "
-                    "task's time budget; failing so Airflow retries later (resumes from the "
-                    "checkpoint)",
-                    status,
-                )
-            log.warning("PostHog %s; retrying in %.1fs (attempt %d)", what, wait, attempt + 1)
+            if exc.status == 429 and exc.hint is not None and too_long:
+                raise deferred(exc, wait)
+            log.warning("PostHog %s; retrying in %.1fs (attempt %d)", exc.what, wait, attempts + 1)
             self.stats.retries += 1
             self.stats.wait_seconds += wait
-            self._sleep(wait)
+
+        return retry.policy(
+            retry_if=lambda exc: isinstance(exc, _Transient),
+            max_attempts=self.max_attempts,
+            limited=lambda exc: getattr(exc, "status", None) != 429,  # 429s: the budget only
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            jitter="full",
+            hint=hinted_wait,
+            deadline=deadline,
+            give_up=give_up,
+            before_sleep=before_sleep,
+            sleep=self._sleep,
+            rng=self._rng,
+        )(attempt)
 
     def _post(self, content: bytes) -> tuple[int | None, Any, Mapping[str, str], str | None]:
         import msgspec

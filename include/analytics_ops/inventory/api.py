@@ -13,13 +13,14 @@ carry scheme and port) and never appears in logs or error texts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from include.analytics_ops import retry
 from include.analytics_ops.connections import airflow_connection, http_base_url
 from include.analytics_ops.inventory import CONN_ID, ENDPOINT_PATH
 
@@ -92,8 +93,7 @@ class RetryPolicy:
         """Seconds to wait after failed ``attempt`` (1-based): exponential with jitter."""
         if retry_after is not None:
             return min(self.max_backoff_seconds, max(0.0, retry_after))
-        raw = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempt - 1))
-        return raw * random.uniform(0.5, 1.0)
+        return retry.backoff(attempt, self.backoff_seconds, self.max_backoff_seconds, "half")
 
 
 @dataclass
@@ -193,13 +193,12 @@ def _error_text(response: Any) -> str:
     return response.text[:300].replace("\n", " ")
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+class _Retryable(Exception):
+    """The attempt failed transiently (5xx/429/timeout/transport); ``retry_after`` from a 429."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("retryable")
+        self.retry_after = retry_after
 
 
 async def _refresh_one(
@@ -214,41 +213,54 @@ async def _refresh_one(
     started = time.perf_counter()
     outcome = RefreshOutcome(client_id, platform, "failed")
     params = {"client_id": client_id, "platform": platform, "force_refresh": "true"}
-    for attempt in range(1, policy.max_attempts + 1):
-        outcome.attempts = attempt
-        retry_after: float | None = None
+
+    async def attempt() -> None:
+        outcome.attempts += 1
         try:
             response = await client.get(api.url, params=params)
         except httpx.TimeoutException as exc:
             outcome.http_status = None
             outcome.error = f"timeout after {api.timeout_seconds:g}s ({type(exc).__name__})"
             outcome.retryable = True
+            raise _Retryable(None) from exc
         except httpx.TransportError as exc:
             outcome.http_status = None
             outcome.error = f"connection error: {type(exc).__name__}: {exc}"[:500]
             outcome.retryable = True
-        else:
-            outcome.http_status = response.status_code
-            if response.is_success:
-                try:
-                    payload = response.json()
-                except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-                    payload = response.text
-                platforms, skus, error = parse_refresh_payload(platform, payload)
-                if error is None:
-                    outcome.status = "success"
-                    outcome.platforms, outcome.skus = platforms, skus
-                    outcome.error, outcome.retryable = None, False
-                    break
-                outcome.error, outcome.retryable = error, False
-                break
-            outcome.error = f"HTTP {response.status_code}: {_error_text(response)}".strip()
-            outcome.retryable = response.status_code >= 500 or response.status_code == 429
-            if response.status_code == 429:
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-        if not outcome.retryable or attempt == policy.max_attempts:
-            break
-        await asyncio.sleep(policy.delay(attempt, retry_after))
+            raise _Retryable(None) from exc
+        outcome.http_status = response.status_code
+        if response.is_success:
+            try:
+                payload = response.json()
+            except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+                payload = response.text
+            platforms, skus, error = parse_refresh_payload(platform, payload)
+            if error is None:
+                outcome.status = "success"
+                outcome.platforms, outcome.skus = platforms, skus
+            outcome.error, outcome.retryable = error, False
+            return
+        outcome.error = f"HTTP {response.status_code}: {_error_text(response)}".strip()
+        outcome.retryable = response.status_code >= 500 or response.status_code == 429
+        if outcome.retryable:
+            raise _Retryable(
+                retry.parse_retry_after(response.headers.get("Retry-After"))
+                if response.status_code == 429
+                else None
+            )
+
+    def wait(exc: BaseException) -> float | None:
+        assert isinstance(exc, _Retryable)
+        return policy.delay(outcome.attempts, exc.retry_after)
+
+    with contextlib.suppress(_Retryable):  # out of attempts: the outcome says what the last got
+        await retry.policy(
+            retry_if=lambda exc: isinstance(exc, _Retryable),
+            max_attempts=policy.max_attempts,
+            hint=wait,
+            sleep=asyncio.sleep,
+            asynchronous=True,
+        )(attempt)
     outcome.duration_ms = int((time.perf_counter() - started) * 1000)
     if outcome.attempts > 1 and outcome.error and not outcome.ok:
         outcome.error = f"{outcome.error} (after {outcome.attempts} attempts)"

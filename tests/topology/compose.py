@@ -238,29 +238,27 @@ class ProcessTopology:
         return map_hosts(arg, self.ports).replace(CONTAINER_ROOT, str(root))
 
     # ---------------------------------------------------------------- running
-    def run(self, spec: ServiceSpec, timeout: float = 600) -> subprocess.CompletedProcess:
-        log = self.log_path(spec.name)
-        with log.open("w") as fh:
-            return subprocess.run(
+    def run(self, spec: ServiceSpec, timeout: float = 600) -> subprocess.Popen:
+        """A one-shot service (``airflow-init``, a CLI): start it and wait; ``.returncode``."""
+        proc = self.start(spec)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill(spec.name)
+            raise
+        return proc
+
+    def start(self, spec: ServiceSpec) -> subprocess.Popen:
+        """A long-running service in its own process group (stopped by ``stop_all``)."""
+        with self.log_path(spec.name).open("w") as log:
+            proc = subprocess.Popen(
                 spec.argv,
                 env=spec.env,
                 cwd=spec.root,
-                stdout=fh,
+                stdout=log,
                 stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
+                start_new_session=True,
             )
-
-    def start(self, spec: ServiceSpec) -> subprocess.Popen:
-        log = self.log_path(spec.name).open("w")
-        proc = subprocess.Popen(
-            spec.argv,
-            env=spec.env,
-            cwd=spec.root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
         self.procs[spec.name] = proc
         return proc
 

@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.topology]
 
 def test_services_run_in_their_own_homes_with_generated_configs(deployment):
     homes = {name: spec.root for name, spec in deployment.topo.specs.items()}
-    airflow_services = [n for n in homes if n.startswith("airflow-") and n != "airflow-init"]
+    airflow_services = [
+        n for n in homes if n.startswith("airflow-") and n not in ("airflow-init", "airflow-cli")
+    ]
     assert len(airflow_services) == 6  # api-server, scheduler, dag-processor, triggerer, 2 workers
     assert len({homes[n] for n in airflow_services}) == 6
     for name in airflow_services:

@@ -73,7 +73,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from include.analytics_ops import assets, callbacks, config
+from include.analytics_ops import assets, callbacks, deadlines
 from include.analytics_ops.operators.github import add_bug_risk_group
 from include.analytics_ops.operators.ingest import (
     IngestEventsOperator,
@@ -94,9 +94,9 @@ from include.analytics_ops.operators.ingest import (
     ),
     catchup=True,
     max_active_runs=1,
-    default_args=config.default_args(),
+    default_args=callbacks.default_args(),
     on_failure_callback=callbacks.on_dag_failure,
-    deadline=config.deadline("analytics_hourly"),
+    deadline=deadlines.deadline("analytics_hourly"),
     tags=["hourly", "posthog", "analytics"],
     doc_md=__doc__,
     params={

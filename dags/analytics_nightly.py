@@ -40,7 +40,7 @@ Old proof/snapshot files are removed by `analytics_weekly` (90-day retention), n
 
 **Settings** (Airflow Variable > env > default): `ARTIFACTS_DIR` (`artifacts`),
 `CHECK_CONFIG_OVERRIDES` (JSON thresholds, e.g. `{"z_warning": 3.5, "revenue":
-{"min_effect_critical": 0.15}}`; default none), the alert settings of `alerts.py`.
+{"min_effect_critical": 0.15}}`; default none), the alert settings of `alerts/`.
 
 **Deadline:** done by 03:30 PT (90 min; env `DEADLINE_ANALYTICS_NIGHTLY_SECONDS` overrides).
 
@@ -72,7 +72,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from include.analytics_ops import assets, callbacks, config
+from include.analytics_ops import assets, callbacks, config, deadlines
 from include.analytics_ops.operators.checks import (
     CaptureSnapshotOperator,
     FreshnessGateOperator,
@@ -89,9 +89,9 @@ from include.analytics_ops.operators.github import add_github_branch
     start_date=pendulum.datetime(2026, 1, 1, tz=config.PT),
     catchup=False,
     max_active_runs=1,
-    default_args=config.default_args(),
+    default_args=callbacks.default_args(),
     on_failure_callback=callbacks.on_dag_failure,
-    deadline=config.deadline("analytics_nightly"),
+    deadline=deadlines.deadline("analytics_nightly"),
     tags=["nightly", "checks", "analytics", "github"],
     doc_md=__doc__,
     params={

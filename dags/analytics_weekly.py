@@ -53,7 +53,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from include.analytics_ops import assets, callbacks, config
+from include.analytics_ops import assets, callbacks, config, deadlines
 from include.analytics_ops.operators.weekly import (
     ArchiveOldRecordsOperator,
     BuildCtoReportOperator,
@@ -69,9 +69,9 @@ from include.analytics_ops.operators.weekly import (
     start_date=pendulum.datetime(2026, 1, 5, tz=config.PT),
     catchup=False,
     max_active_runs=1,
-    default_args=config.default_args(),
+    default_args=callbacks.default_args(),
     on_failure_callback=callbacks.on_dag_failure,
-    deadline=config.deadline("analytics_weekly"),
+    deadline=deadlines.deadline("analytics_weekly"),
     tags=["weekly", "reports", "analytics"],
     doc_md=__doc__,
     params={

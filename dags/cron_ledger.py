@@ -39,7 +39,7 @@ collection into the run's state, since a succeeding `all_done` leaf alone would 
 `LEDGER_EXPECTED_INTERVAL_SECONDS` (3600), `LEDGER_GRACE_SECONDS` (900),
 `HEALTH_JOBS` (JSON overrides of the DAG monitors),
 `HEALTH_RUN_SOURCE` (`api` | `cli` | `job_runs`), connection `airflow_api` (API URL + login),
-`ALERT_*` (see `include/analytics_ops/alerts.py`).
+`ALERT_*` (see `include/analytics_ops/alerts/`).
 
 ## When it fails
 - `collect_ledger` failed: usually `analytics_db` unreachable (retry fixes it) — offsets are
@@ -62,7 +62,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, TriggerRule, dag
 
-from include.analytics_ops import assets, callbacks, config
+from include.analytics_ops import assets, callbacks, deadlines
 from include.analytics_ops.operators.monitoring import (
     CollectLedgerOperator,
     EvaluateJobHealthOperator,
@@ -75,10 +75,10 @@ from include.analytics_ops.operators.monitoring import (
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=config.default_args(
+    default_args=callbacks.default_args(
         execution_timeout=timedelta(minutes=8), retry_delay=timedelta(seconds=20)
     ),
-    deadline=config.deadline("cron_ledger"),
+    deadline=deadlines.deadline("cron_ledger"),
     on_failure_callback=callbacks.on_dag_failure,
     tags=["every-5-min", "monitoring", "ledger"],
     doc_md=__doc__,

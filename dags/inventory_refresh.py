@@ -70,7 +70,7 @@ import os
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag
 
-from include.analytics_ops import assets, callbacks, config
+from include.analytics_ops import assets, callbacks, config, deadlines
 from include.analytics_ops.operators.inventory import (
     MAP_INDEX_TEMPLATE,
     ListRefreshJobsOperator,
@@ -89,9 +89,9 @@ MAX_ACTIVE_BATCHES = int(os.getenv("INVENTORY_MAX_ACTIVE_BATCHES", "2"))
     start_date=pendulum.datetime(2026, 1, 1, tz=config.PT),
     catchup=False,
     max_active_runs=1,
-    default_args=config.default_args(),
+    default_args=callbacks.default_args(),
     on_failure_callback=callbacks.on_dag_failure,
-    deadline=config.deadline("inventory_refresh"),
+    deadline=deadlines.deadline("inventory_refresh"),
     tags=["two-hourly", "inventory", "analytics"],
     doc_md=__doc__,
     params={

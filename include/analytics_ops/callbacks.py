@@ -1,10 +1,11 @@
 """Airflow callbacks that feed the one alert path. A callback never raises: a broken alert must
 not hide the failure it reports, so problems are logged instead.
 
-- ``on_task_failure`` (task level, in ``config.default_args()``): one alert per failing task,
-  de-duplicated by ``task_failed:<dag_id>:<task_id>``. Each further failed run of the same task
-  while the alert is open counts as a consecutive failure; from ``CONSECUTIVE_FAILURES_CRITICAL``
-  (3) on the alert escalates from warning to critical ("3 consecutive failures").
+- ``on_task_failure`` (task level, in ``default_args()``, the task defaults of every DAG): one
+  alert per failing task, de-duplicated by ``task_failed:<dag_id>:<task_id>``. Each further
+  failed run of the same task while the alert is open counts as a consecutive failure; from
+  ``CONSECUTIVE_FAILURES_CRITICAL`` (3) on the alert escalates from warning to critical
+  ("3 consecutive failures").
 - ``on_dag_failure`` (DAG level, a plain function — not a ``BaseNotifier``, which crashes
   ``dag.test()`` at DAG level, #64649): the same for the run as a whole (``dag_failed:<dag_id>``),
   sent only when no task-failure alert of that run was already sent (deadlocks, killed tasks).
@@ -18,8 +19,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
+
+from include.analytics_ops.config import OWNER
 
 log = logging.getLogger(__name__)
 CONSECUTIVE_FAILURES_CRITICAL = 3
@@ -165,3 +169,18 @@ def on_dag_failure(context: Mapping[str, Any]) -> None:
             )
     except Exception:
         log.exception("could not record the DAG-failure alert")
+
+
+def default_args(**overrides: Any) -> dict[str, Any]:
+    """Task defaults every DAG starts from: retries with backoff, timeout, failure alert."""
+    args: dict[str, Any] = {
+        "owner": OWNER,
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": on_task_failure,
+    }
+    args.update(overrides)
+    return args

@@ -1,6 +1,8 @@
-"""Defaults in one place: owner, retries, callbacks, tags, deadlines and runtime settings.
+"""Defaults in one place: owner, tags, deadline intervals and runtime settings.
 
-Module level holds constants only (safe at DAG parse time). ``setting()`` reads the environment
+Module level holds constants only (safe at DAG parse time) and nothing here imports the rest of
+the package: the task defaults with their failure callback are ``callbacks.default_args()``, the
+DAG's Deadline Alert is ``deadlines.deadline()``. ``setting()`` reads the environment
 and, inside a running task, an Airflow Variable of the same name that overrides it from the UI.
 """
 
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import timedelta
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -104,37 +105,3 @@ def setting(name: str, default: T, cast: type | None = None) -> T:
 
 def artifacts_dir() -> str:
     return setting("ARTIFACTS_DIR", "artifacts")
-
-
-def default_args(**overrides: Any) -> dict[str, Any]:
-    """Task defaults every DAG starts from: retries with backoff, timeout, failure alert."""
-    from include.analytics_ops.callbacks import on_task_failure
-
-    args: dict[str, Any] = {
-        "owner": OWNER,
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": on_task_failure,
-    }
-    args.update(overrides)
-    return args
-
-
-def deadline(dag_id: str):
-    """The DAG's Deadline Alert: fires ``deadlines.on_deadline_missed`` in the triggerer.
-
-    DAGRUN_QUEUED_AT works for scheduled, manual (no logical date) and backfill runs alike.
-    """
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-
-    from include.analytics_ops.deadlines import on_deadline_missed
-
-    return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=timedelta(seconds=deadline_seconds(dag_id)),
-        callback=AsyncCallback(on_deadline_missed, kwargs={"dag_id": dag_id}),
-        name=f"{dag_id}_deadline",
-    )

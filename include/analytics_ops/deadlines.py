@@ -1,4 +1,5 @@
-"""Deadline Alert callbacks (Airflow 3's successor of SLA-miss callbacks).
+"""Deadline Alerts (Airflow 3's successor of SLA misses): ``deadline(dag_id)`` for the DAG and the
+callback it fires.
 
 ``on_deadline_missed`` runs in the triggerer (``AsyncCallback``), so it lives in the package, not a
 DAG file. It receives ``context={"dag_run": <REST DagRun JSON>, "deadline": {...}}``. One alert per
@@ -14,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
+
+from include.analytics_ops.config import deadline_seconds
 
 log = logging.getLogger(__name__)
 # States in which a passed deadline is not news: a failed run already raised its failure alert
@@ -59,3 +63,18 @@ async def on_deadline_missed(
     dag_id: str, context: Mapping[str, Any] | None = None, **_: Any
 ) -> None:
     await asyncio.to_thread(record_deadline_miss, dag_id, context)
+
+
+def deadline(dag_id: str):
+    """The DAG's Deadline Alert: fires ``on_deadline_missed`` in the triggerer.
+
+    DAGRUN_QUEUED_AT works for scheduled, manual (no logical date) and backfill runs alike.
+    """
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(seconds=deadline_seconds(dag_id)),
+        callback=AsyncCallback(on_deadline_missed, kwargs={"dag_id": dag_id}),
+        name=f"{dag_id}_deadline",
+    )

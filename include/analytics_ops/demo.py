@@ -13,27 +13,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
-from include.analytics_ops.devenv import REPO_ROOT, DevEnv
+from include.analytics_ops.devenv import REPO_ROOT, DemoStep, DevEnv
 
 DEMO_DIR = REPO_ROOT / ".demo"
-
-
-@dataclass
-class DemoStep:
-    title: str
-    dag_id: str
-    when: str | None
-    summarize: Callable[[psycopg.Connection, DevEnv], list[str]]
-    conf: dict | None = None
-    expect_success: bool = True
-    env: dict[str, str] = field(default_factory=dict)
-    prepare: Callable[[psycopg.Connection, DevEnv], None] | None = None
 
 
 def _steps() -> list[DemoStep]:

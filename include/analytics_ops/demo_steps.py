@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from include.analytics_ops.demo import DemoStep
+from include.analytics_ops.devenv import DemoStep
 from include.analytics_ops.ingest import demo as hourly_demo
 from include.analytics_ops.inventory import demo as inventory_demo
 from include.analytics_ops.ledger import demo as ledger_demo

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -188,3 +190,17 @@ class DevEnv:
         self.start_postgres()
         self.migrate()
         return self
+
+
+@dataclass
+class DemoStep:
+    """One DAG run of ``make demo`` / ``make up`` in a ``DevEnv``: what to prepare and print."""
+
+    title: str
+    dag_id: str
+    when: str | None
+    summarize: Callable[[psycopg.Connection, DevEnv], list[str]]
+    conf: dict | None = None
+    expect_success: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[psycopg.Connection, DevEnv], None] | None = None

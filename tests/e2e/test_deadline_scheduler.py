@@ -33,11 +33,12 @@ PROBES = textwrap.dedent(
 
     from airflow.sdk import dag, task
 
-    from include.analytics_ops import config
+    from include.analytics_ops import callbacks, deadlines
 
 
     @dag(schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
-         default_args=config.default_args(retries=0), deadline=config.deadline("deadline_sleepy"),
+         default_args=callbacks.default_args(retries=0),
+         deadline=deadlines.deadline("deadline_sleepy"),
          tags=["monitoring"])
     def deadline_sleepy():
         @task
@@ -48,7 +49,8 @@ PROBES = textwrap.dedent(
 
 
     @dag(schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False,
-         default_args=config.default_args(retries=0), deadline=config.deadline("deadline_failing"),
+         default_args=callbacks.default_args(retries=0),
+         deadline=deadlines.deadline("deadline_failing"),
          tags=["monitoring"])
     def deadline_failing():
         @task

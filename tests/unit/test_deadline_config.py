@@ -8,20 +8,20 @@ from datetime import timedelta
 
 import pytest
 
-from include.analytics_ops import config
+from include.analytics_ops import config, deadlines
 
 
 def test_defaults_come_from_the_table(monkeypatch):
     monkeypatch.delenv("DEADLINE_CRON_LEDGER_SECONDS", raising=False)
     assert config.deadline_seconds("cron_ledger") == 600
-    alert = config.deadline("cron_ledger")
+    alert = deadlines.deadline("cron_ledger")
     assert alert.interval == timedelta(minutes=10)
     assert alert.name == "cron_ledger_deadline"
 
 
 def test_an_environment_override_wins(monkeypatch):
     monkeypatch.setenv("DEADLINE_ANALYTICS_NIGHTLY_SECONDS", " 7200 ")
-    assert config.deadline("analytics_nightly").interval == timedelta(hours=2)
+    assert deadlines.deadline("analytics_nightly").interval == timedelta(hours=2)
 
 
 @pytest.mark.parametrize("bad", ["", "soon", "-5", "0", "1.5"])

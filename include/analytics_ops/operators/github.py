@@ -463,10 +463,10 @@ class RaiseBugRiskAlertsOperator(BaseOperator):
 
 # --------------------------------------------------------------------------- factories
 def _task_args(timeout_minutes: int) -> dict[str, Any]:
-    """config.default_args with retries=3 (exponential backoff) and this task's timeout."""
-    from include.analytics_ops import config
+    """callbacks.default_args with retries=3 (exponential backoff) and this task's timeout."""
+    from include.analytics_ops import callbacks
 
-    return config.default_args(retries=3, execution_timeout=timedelta(minutes=timeout_minutes))
+    return callbacks.default_args(retries=3, execution_timeout=timedelta(minutes=timeout_minutes))
 
 
 def add_github_branch(*, repos: Sequence[str] | None = None) -> tuple[BaseOperator, BaseOperator]:

@@ -4,14 +4,14 @@ from datetime import UTC, datetime
 
 from airflow.sdk import dag, task
 
-from include.analytics_ops import config
+from include.analytics_ops import deadlines
 
 
 @dag(
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
-    deadline=config.deadline("analytics_hourly"),
+    deadline=deadlines.deadline("analytics_hourly"),
     tags=["monitoring"],
 )
 def deadline_probe():

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from airflow.sdk import dag
 
-from include.analytics_ops import config
+from include.analytics_ops import callbacks
 from include.analytics_ops.operators.github import add_bug_risk_group, add_github_branch
 
 
@@ -15,7 +15,7 @@ from include.analytics_ops.operators.github import add_bug_risk_group, add_githu
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
-    default_args=config.default_args(),
+    default_args=callbacks.default_args(),
     tags=["github"],
     doc_md=__doc__,
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from include.analytics_ops import pools
 from include.analytics_ops.devenv import REPO_ROOT, DemoStep, DevEnv
 
 DEMO_DIR = REPO_ROOT / ".demo"
@@ -31,7 +32,7 @@ def _steps() -> list[DemoStep]:
 def run_step(
     env: DevEnv, step: DemoStep, log_dir: Path, extra_env: dict[str, str] | None = None
 ) -> tuple[bool, float, Path]:
-    args = [str(Path(sys.executable).with_name("airflow")), "dags", "test", step.dag_id]
+    args = [pools.airflow_bin(), "dags", "test", step.dag_id]
     if step.when:
         args.append(step.when)
     if step.conf is not None:

@@ -27,11 +27,6 @@ from include.analytics_ops import pools
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _airflow_bin() -> str:
-    candidate = Path(sys.executable).with_name("airflow")
-    return str(candidate) if candidate.exists() else "airflow"
-
-
 class DevEnv:
     """Owns a throwaway PostgreSQL (unless ``PG_DSN`` points at one) and an Airflow home."""
 
@@ -166,7 +161,7 @@ class DevEnv:
 
     def airflow(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [_airflow_bin(), *args],
+            [pools.airflow_bin(), *args],
             env=self.env(),
             check=check,
             capture_output=True,

@@ -24,14 +24,15 @@ def required_pools(path: Path = POOLS_FILE) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text())
 
 
-def _airflow_bin() -> str:
+def airflow_bin() -> str:
+    """The ``airflow`` CLI of this interpreter's venv (also when the venv is not activated)."""
     candidate = Path(sys.executable).with_name("airflow")
     return str(candidate) if candidate.exists() else "airflow"
 
 
 def _airflow(*args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        [_airflow_bin(), *args], capture_output=True, text=True, env=env, timeout=300
+        [airflow_bin(), *args], capture_output=True, text=True, env=env, timeout=300
     )
     if result.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(args[:2])} failed: {result.stderr.strip()[-1500:]}")

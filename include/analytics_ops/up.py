@@ -15,9 +15,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import quote
 
+from include.analytics_ops import pools
 from include.analytics_ops.devenv import REPO_ROOT, DevEnv
 
 UP_DIR = REPO_ROOT / ".demo" / "up"
@@ -64,7 +64,7 @@ def main() -> int:
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
         )
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("airflow")), "standalone"],
+            [pools.airflow_bin(), "standalone"],
             env=airflow_env,
             cwd=str(REPO_ROOT),
             start_new_session=True,

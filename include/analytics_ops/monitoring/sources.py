@@ -21,9 +21,7 @@ import logging
 import os
 import re
 import subprocess
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -188,8 +186,9 @@ class AirflowCliSource:
     name = "airflow_cli"
 
     def __init__(self, airflow_bin: str | None = None, timeout: float = 60.0) -> None:
-        candidate = Path(sys.executable).with_name("airflow")
-        self.airflow_bin = airflow_bin or (str(candidate) if candidate.exists() else "airflow")
+        from include.analytics_ops.pools import airflow_bin as venv_airflow
+
+        self.airflow_bin = airflow_bin or venv_airflow()
         self.timeout = timeout
 
     def dag_runs(self, dag_id: str, limit: int = 100) -> list[RunRecord]:

@@ -41,11 +41,11 @@ test-topology: venv
 
 ## Runs every DAG once end to end on an embedded PostgreSQL and the sandbox upstreams.
 demo: venv
-	$(PY) -m include.analytics_ops.demo
+	$(PY) -m include.sandbox.demo
 
 ## Airflow UI on http://localhost:8080 (airflow standalone + sandbox + embedded PostgreSQL).
 up: venv
-	$(PY) -m include.analytics_ops.up
+	$(PY) -m include.sandbox.up
 
 ## Benchmarks (each prints a ratio against a baseline measured in the same run).
 bench: venv
@@ -54,7 +54,7 @@ bench: venv
 ## Render a report (or any HTML) to PNG with headless Chromium:
 ##   make report-screenshot HTML=.demo/artifacts/reports/cto-report-20261121.html PNG=artifacts/report.png
 report-screenshot: venv
-	$(PY) -m include.analytics_ops.reports.screenshot $(HTML) $(PNG)
+	$(PY) -m include.sandbox.screenshot $(HTML) $(PNG)
 
 clean:
 	rm -rf artifacts .demo logs

@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
     global _DEVENV
     if hasattr(config, "workerinput") or _DEVENV is not None:
         return
-    from include.analytics_ops.devenv import DevEnv
+    from include.sandbox.devenv import DevEnv
 
     _DEVENV = DevEnv(name=f"test{os.getpid()}")
     _DEVENV.start_postgres()
@@ -141,7 +141,7 @@ def chromium() -> str:
     import shutil
     import warnings
 
-    from include.analytics_ops.reports.screenshot import find_chromium
+    from include.sandbox.screenshot import find_chromium
 
     found = find_chromium()
     problem = ""

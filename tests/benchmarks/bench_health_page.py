@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import psycopg
 
-from include.analytics_ops.devenv import DevEnv
 from include.analytics_ops.health_page.app import create_app
 from include.analytics_ops.health_page.queries import HealthSettings, collect_health
 from include.analytics_ops.migrate import apply_migrations
+from include.sandbox.devenv import DevEnv
 
 END = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
 START = END - timedelta(days=365)

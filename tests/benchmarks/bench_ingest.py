@@ -222,8 +222,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="ingest/COPY rounds, alternating")
     args = parser.parse_args()
 
-    from include.analytics_ops.devenv import DevEnv
     from include.analytics_ops.migrate import apply_migrations
+    from include.sandbox.devenv import DevEnv
 
     env = DevEnv(name="benchingest")
     try:

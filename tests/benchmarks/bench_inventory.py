@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import psycopg
 
-from include.analytics_ops.devenv import DevEnv
 from include.analytics_ops.inventory import PLATFORMS
 from include.analytics_ops.inventory.api import (
     InventoryApi,
@@ -43,8 +42,9 @@ from include.analytics_ops.inventory.jobs import (
     select_clients,
 )
 from include.analytics_ops.inventory.results import read_summary, run_batch
-from include.analytics_ops.inventory.sample import insert_clients, numbered_clients
 from include.sandbox.constants import INVENTORY_TOKEN
+from include.sandbox.devenv import DevEnv
+from include.sandbox.samples.inventory import insert_clients, numbered_clients
 from include.sandbox.server import SandboxProcess
 
 PER_TASK_CONCURRENCY = int(os.getenv("INVENTORY_CALLS_PER_TASK", "8"))

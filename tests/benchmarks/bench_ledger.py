@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import psycopg
 
 from include.analytics_ops import config
-from include.analytics_ops.devenv import DevEnv
 from include.analytics_ops.ledger import collect
 from include.analytics_ops.migrate import apply_migrations
+from include.sandbox.devenv import DevEnv
 
 MESSAGES = (
     "Monitor started successfully",

@@ -2,7 +2,7 @@
 
     python tests/benchmarks/compare_detectors.py [--series 1000] [--seed 1] [--days 140]
 
-On ``--series`` generated shops (``include.analytics_ops.checks.synthetic``: weekly seasonality,
+On ``--series`` generated shops (``include.sandbox.samples.metrics``: weekly seasonality,
 slow drift, noise, 4 % outlier days of ±30–60 % per driver) each of the last ``--targets`` days
 (outlier-free) is a *clean* target day. Every detector's threshold is calibrated per metric to the
 99th percentile of its score on clean target days (1 % false alarms), then the catch rate is
@@ -44,7 +44,7 @@ from include.analytics_ops.checks import (  # noqa: E402
     range_check,
     trend_check,
 )
-from include.analytics_ops.checks.synthetic import SyntheticMetrics, generate  # noqa: E402
+from include.sandbox.samples.metrics import SyntheticMetrics, generate  # noqa: E402
 
 FALSE_ALARM_RATE = 0.01
 Batch = tuple[np.ndarray, np.ndarray | None]  # (values, sessions) with the target last

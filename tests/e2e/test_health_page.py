@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from include.analytics_ops.health_page.sample import insert_sample_history
+from include.sandbox.samples.health import insert_sample_history
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from include.analytics_ops.health_page.sample import insert_sample_history
-from include.analytics_ops.reports.screenshot import CHROMIUM_FLAGS
+from include.sandbox.samples.health import insert_sample_history
+from include.sandbox.screenshot import CHROMIUM_FLAGS
 from tests.e2e.test_health_page import airflow_api_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

@@ -11,8 +11,8 @@ import pytest
 
 from include.analytics_ops import alerts
 from include.analytics_ops.inventory import ALERT_KEY, PLATFORMS
-from include.analytics_ops.inventory.sample import insert_clients
 from include.sandbox.data import sample_clients, sku_count
+from include.sandbox.samples.inventory import insert_clients
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from include.analytics_ops.reports import demo, sample
+from include.sandbox.demo_steps import weekly as demo
+from include.sandbox.samples import weekly as sample
 from tests.integration.test_weekly_email import SmtpReceiver, check_report_email
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from include.analytics_ops.health_page.app import create_app, to_json
 from include.analytics_ops.health_page.queries import collect_health, registry_dag_ids
-from include.analytics_ops.health_page.sample import insert_sample_history
+from include.sandbox.samples.health import insert_sample_history
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 20, 18, 37, 12, tzinfo=UTC)

@@ -14,7 +14,7 @@ import pytest
 from include.analytics_ops.health_page.app import to_json
 from include.analytics_ops.health_page.queries import HealthSettings, collect_health
 from include.analytics_ops.health_page.render import render_page
-from include.analytics_ops.health_page.sample import insert_sample_history
+from include.sandbox.samples.health import insert_sample_history
 
 NOW = datetime(2026, 11, 20, 18, 37, 12, tzinfo=UTC)
 

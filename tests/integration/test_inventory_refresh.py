@@ -16,9 +16,9 @@ from include.analytics_ops.inventory.jobs import (
     select_clients,
 )
 from include.analytics_ops.inventory.results import clients_still_alerting, read_summary, run_batch
-from include.analytics_ops.inventory.sample import insert_clients, numbered_clients
 from include.sandbox.constants import INVENTORY_TOKEN
 from include.sandbox.data import sku_count
+from include.sandbox.samples.inventory import insert_clients, numbered_clients
 
 FAST = RetryPolicy(max_attempts=3, backoff_seconds=0.01, max_backoff_seconds=0.05)
 

@@ -383,7 +383,7 @@ def test_traffic_includes_posthog_counts_when_loaded(sample):
 
 # --------------------------------------------------------------------------- demo
 def test_demo_steps_prepare_and_summarize(sample):
-    from include.analytics_ops.nightly.demo import demo_steps
+    from include.sandbox.demo_steps.nightly import demo_steps
 
     db = sample
     anomaly, clean = demo_steps()

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from include.analytics_ops.reports import email as email_mod
-from include.analytics_ops.reports import report, sample
+from include.analytics_ops.reports import report
 from include.analytics_ops.reports.window import ReportWindow
+from include.sandbox.samples import weekly as sample
 
 WEEK = ReportWindow.ending(date(2026, 11, 22))
 USER, PASSWORD = "reporter", "s3cret-pass"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from include.analytics_ops.reports import health, sample
+from include.analytics_ops.reports import health
+from include.sandbox.samples import weekly as sample
 
 AS_OF = date(2026, 11, 22)
 

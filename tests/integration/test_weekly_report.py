@@ -10,8 +10,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from include.analytics_ops.reports import export, report, sample
+from include.analytics_ops.reports import export, report
 from include.analytics_ops.reports.window import ReportWindow
+from include.sandbox.samples import weekly as sample
 
 WEEK = ReportWindow.ending(date(2026, 11, 22))
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from include.analytics_ops.reports import report, sample
-from include.analytics_ops.reports.screenshot import screenshot
+from include.analytics_ops.reports import report
 from include.analytics_ops.reports.window import ReportWindow
+from include.sandbox.samples import weekly as sample
+from include.sandbox.screenshot import screenshot
 
 WEEK = ReportWindow.ending(date(2026, 11, 22))
 

@@ -2,9 +2,9 @@
 line) is collected, the non-zero exits become alerts in ``ops.alerts``, and every job's health is
 evaluated.
 
-Wire it into ``include/analytics_ops/demo_steps.py``::
+Wire it into ``include/sandbox/demo_steps/__init__.py``::
 
-    from include.analytics_ops.ledger import demo as ledger_demo
+    from include.sandbox.demo_steps import ledger as ledger_demo
     DemoStep("Cron ledger: legacy cron results, alerts, job health", "cron_ledger", None,
              ledger_demo.summarize, prepare=ledger_demo.prepare, env=ledger_demo.ENV)
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import psycopg
 
-from include.analytics_ops.devenv import DemoStep
-from include.analytics_ops.ingest import demo as hourly_demo
-from include.analytics_ops.inventory import demo as inventory_demo
-from include.analytics_ops.ledger import demo as ledger_demo
-from include.analytics_ops.nightly.demo import demo_steps as nightly_steps
-from include.analytics_ops.reports import demo as weekly_demo
+from include.sandbox.demo_steps import hourly as hourly_demo
+from include.sandbox.demo_steps import inventory as inventory_demo
+from include.sandbox.demo_steps import ledger as ledger_demo
+from include.sandbox.demo_steps import weekly as weekly_demo
+from include.sandbox.demo_steps.nightly import demo_steps as nightly_steps
+from include.sandbox.devenv import DemoStep
 
 #: The instant the demo's job health is evaluated at: 03:45 PST on the morning after the demo
 #: day, when its nightly artifacts are due (03:30 PT) and the hourly windows up to 11:00 UTC are

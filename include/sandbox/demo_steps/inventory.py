@@ -2,7 +2,7 @@
 fails, the summary names it, an alert opens), then a manual run of just that client after the
 backend recovered (exits 0, the alert resolves).
 
-The lead wires these into ``include/analytics_ops/demo_steps.py`` as ``DemoStep``s; the sandbox
+The lead wires these into ``include/sandbox/demo_steps/__init__.py`` as ``DemoStep``s; the sandbox
 faults are set through its HTTP control endpoint (``/_sandbox/faults``).
 """
 

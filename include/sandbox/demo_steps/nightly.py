@@ -80,7 +80,7 @@ def summarize(day: date):
 
 
 def demo_steps() -> list:
-    from include.analytics_ops.devenv import DemoStep
+    from include.sandbox.devenv import DemoStep
 
     return [
         DemoStep(

@@ -18,13 +18,13 @@ from pathlib import Path
 import psycopg
 
 from include.analytics_ops import pools
-from include.analytics_ops.devenv import REPO_ROOT, DemoStep, DevEnv
+from include.sandbox.devenv import REPO_ROOT, DemoStep, DevEnv
 
 DEMO_DIR = REPO_ROOT / ".demo"
 
 
 def _steps() -> list[DemoStep]:
-    from include.analytics_ops import demo_steps
+    from include.sandbox import demo_steps
 
     return demo_steps.STEPS
 

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from .stats import DayPoint
+from include.analytics_ops.checks.stats import DayPoint
 
 
 @dataclass

@@ -18,7 +18,7 @@ import time
 from urllib.parse import quote
 
 from include.analytics_ops import pools
-from include.analytics_ops.devenv import REPO_ROOT, DevEnv
+from include.sandbox.devenv import REPO_ROOT, DevEnv
 
 UP_DIR = REPO_ROOT / ".demo" / "up"
 
@@ -44,8 +44,8 @@ def main() -> int:
             # to start empty). Nothing on the page is fabricated.
             import psycopg
 
-            from include.analytics_ops.demo import run_steps
-            from include.analytics_ops.demo_steps import DEMO_NOW
+            from include.sandbox.demo import run_steps
+            from include.sandbox.demo_steps import DEMO_NOW
 
             print("running the demo's DAG runs for the demo day (real runs, ~2 min) ...")
             with psycopg.connect(env.analytics_dsn, autocommit=True) as conn:

@@ -1,6 +1,6 @@
 """Render an HTML file to PNG with headless Chromium (to look at the report as a person would).
 
-Usage: ``python -m include.analytics_ops.reports.screenshot <html> <png> [--width 1200]
+Usage: ``python -m include.sandbox.screenshot <html> <png> [--width 1200]
 [--height 2400]``. Needs a ``chromium`` binary (Debian: ``apt-get install -y chromium``); set
 ``CHROMIUM_BIN`` to use another one. Exit codes: 0 written, 2 no browser, 1 browser failed.
 """

@@ -16,7 +16,8 @@ import pytest
 
 from include.analytics_ops import store
 from include.analytics_ops.dates import pt_date, pt_day_bounds
-from include.analytics_ops.ingest import STREAM, health
+from include.analytics_ops.health_page.queries import collect_health
+from include.analytics_ops.ingest import STREAM
 from include.analytics_ops.ingest.config import IngestConfig
 from include.analytics_ops.ingest.loader import Window, ingest_window
 from include.analytics_ops.ingest.posthog import PostHogClient
@@ -288,8 +289,16 @@ def _job(conn, status, started, *, finished=None, hits=0, task="ingest_events", 
 
 
 def test_health_rules_find_stuck_failed_missing_runs_and_rate_limits(conn):
+    """The ingest's fail-safe rules as the health page applies them (one implementation)."""
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
-    assert health.missing_runs(conn, now=now)["missing"] is True
+
+    def hourly() -> tuple[dict, dict]:
+        page = collect_health(conn, now, expected_dags=["analytics_hourly"])
+        job = next(j for j in page["jobs"] if j.get("dag_id") == "analytics_hourly")
+        return job, page["ingest"]
+
+    job, ingest = hourly()
+    assert job["last_run"] is None and job["last_success"] is None  # never ran: listed, no run
     _job(conn, "running", now - timedelta(hours=3), run="stuck")
     _job(conn, "running", now - timedelta(minutes=20), run="fresh")
     _job(conn, "failed", now - timedelta(hours=5), finished=now - timedelta(hours=5), run="f1")
@@ -302,15 +311,12 @@ def test_health_rules_find_stuck_failed_missing_runs_and_rate_limits(conn):
         hits=7,
         run="ok",
     )
-    assert [r["run_id"] for r in health.stuck_runs(conn, now=now)] == ["stuck"]
-    assert [r["run_id"] for r in health.failed_runs(conn, now=now)] == ["f1"]
-    missing = health.missing_runs(conn, now=now)
-    assert missing["missing"] is True and missing["seconds_since"] == 3 * 3600
-    limits = health.rate_limit_hits(conn, now=now)
-    assert limits["total_hits"] == 7 and [r["run_id"] for r in limits["runs"]] == ["ok"]
-    rates = health.error_rate(conn, now=now, days=7)
-    total = sum(r["total_runs"] for r in rates)
-    assert total == 5 and sum(r["failed_runs"] for r in rates) == 2
+    job, ingest = hourly()
+    assert [r["run_id"] for r in job["stuck"]] == ["stuck"]
+    assert job["last_failure"]["run_id"] == "f1" and job["failed_7d"] == 2
+    assert job["last_success"] == now - timedelta(hours=3)
+    assert ingest["rate_limit_hits_24h"] == 7 and ingest["api_calls_24h"] == 5 * 4
+    assert job["runs_7d"] == 3 and job["running"] == 2  # finished attempts; 2 still running
     _job(
         conn,
         "partial",
@@ -318,6 +324,6 @@ def test_health_rules_find_stuck_failed_missing_runs_and_rate_limits(conn):
         finished=now - timedelta(minutes=40),
         run="new",
     )
-    assert health.missing_runs(conn, now=now)["missing"] is False
-    summary = health.health_summary(conn, now=now)
-    assert summary["ok"] is False and len(summary["stuck_runs"]) == 1
+    job, _ = hourly()
+    assert job["partial_7d"] == 1 and job["runs_7d"] == 4
+    assert len(job["stuck"]) == 1

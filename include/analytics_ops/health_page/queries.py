@@ -30,7 +30,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-FAILED_STATUSES = ("failed", "timeout", "cancelled")
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 KIND_RANK = {"dag": 0, "ledger": 1, "artifact": 2}
 STATE_RANK = {
@@ -44,7 +43,6 @@ STATE_RANK = {
     "up": 7,
 }
 INGEST_DAG = "analytics_hourly"
-INVENTORY_DAG = "inventory_refresh"
 
 
 @dataclass(frozen=True)

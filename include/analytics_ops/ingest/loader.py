@@ -76,7 +76,6 @@ ORDER BY toUnixTimestamp64Milli(created_at), uuid
 LIMIT %(limit)d
 """
 )
-PAGE_QUERY = PAGE_QUERY_TEMPLATE.replace("%(event_time)s", EVENT_TIME)
 #: PostHog's row count of a window (duplicates included, like the pages): reconciliation.
 COUNT_QUERY_TEMPLATE = "SELECT count() AS n " + _WINDOW_WHERE
 KEYSET = "\n  AND (toUnixTimestamp64Milli(created_at), uuid) > ({c_ms}, {c_uuid})"

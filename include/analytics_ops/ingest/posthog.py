@@ -33,7 +33,6 @@ from include.analytics_ops.connections import airflow_connection, http_base_url
 
 log = logging.getLogger(__name__)
 
-FATAL_STATUSES = {400, 401, 402, 403, 404}
 SHRINK_STATUSES = {504, 512}
 _DETAIL_SECONDS = re.compile(r"available in (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
 _FATAL_HINTS = {

@@ -28,8 +28,6 @@ from typing import Any
 from include.analytics_ops.dates import pt_day_bounds
 from include.analytics_ops.nightly.artifacts import snapshot_path, write_json_atomic
 
-CATEGORIES = ("revenue", "conversion", "traffic", "idea_pool")
-
 
 class CategoryUnavailable(RuntimeError):
     """The category's data is not there for the day."""

@@ -28,7 +28,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -196,8 +195,3 @@ def export_metrics(
         1 for r in rows if r.get("revenue") is not None or r.get("sessions") is not None
     )
     return ExportResult(path, projects_path, tuple(columns), n, with_data, len(project_rows))
-
-
-def as_plain(value: Any) -> Any:
-    """Decimal → float for JSON stats."""
-    return float(value) if isinstance(value, Decimal) else value

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -528,7 +528,3 @@ def build_report(
         len(data.projects),
         len(data.critical_bugs),
     )
-
-
-def window_days_label(day: date) -> str:
-    return f"{day:%a %b %-d}"

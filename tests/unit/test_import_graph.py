@@ -97,3 +97,20 @@ def test_the_package_has_no_import_circle():
 
 def test_config_imports_nothing_of_the_package():
     assert import_graph()[f"{PACKAGE}.config"] == set()
+
+
+def test_the_package_never_imports_the_dev_only_sandbox():
+    """include/sandbox (stand-ins, sample data, devenv, demo) is for tests and the demo: nothing
+    the DAGs, the plugin or the production CLIs load may depend on it."""
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("include.sandbox")
+            ]
+    assert offenders == []

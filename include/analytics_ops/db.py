@@ -100,8 +100,9 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
         "--conn-id",
         default=ANALYTICS_CONN_ID,
         metavar="ID",
-        help="Airflow connection of the analytics database (AIRFLOW_CONN_<ID>, the UI or a"
-        f" secrets backend; default {ANALYTICS_CONN_ID}); ${DSN_ENV} overrides it",
+        help="Airflow connection of the analytics database (AIRFLOW_CONN_<ID> or a secrets"
+        f" backend: a CLI does not read the metadata DB; default {ANALYTICS_CONN_ID});"
+        f" ${DSN_ENV} overrides it",
     )
     parser.add_argument(
         "--dsn",

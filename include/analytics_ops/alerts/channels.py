@@ -54,7 +54,7 @@ class SlackWebhookChannel:
 
         self.hook = SlackWebhookHook(
             slack_webhook_conn_id=conn_id,
-            timeout=timeout,  # type: ignore[arg-type]  # urllib takes a float
+            timeout=timeout,  # type: ignore[arg-type]  # a float: urllib takes one
             retry_handlers=all_builtin_retry_handlers(),
         )
 

@@ -80,7 +80,7 @@ def connect(
     (``connect_timeout``, ``options``, ...) that win over the connection's extra. A failure with a
     DSN raises the same psycopg error class with the DSN's secrets removed from its message."""
     default = {"application_name": APPLICATION_NAME}
-    if dsn is None:
+    if not dsn:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         conn = airflow_connection(conn_id)

@@ -51,38 +51,36 @@ def password_role(devenv, db) -> Iterator[dict]:
     """A login role with PASSWORD that the server checks (scram-sha-256 for this role only:
     the harness's pg_hba.conf trusts everyone else)."""
     info = psycopg.conninfo.conninfo_to_dict(devenv.analytics_dsn)
+    role = sql.Identifier(ROLE)
     with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
         admin.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(ROLE), sql.Literal(PASSWORD)
-            )
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(PASSWORD))
         )
         hba = Path(admin.execute("SHOW hba_file").fetchone()[0])
-        original = hba.read_text()
-        rules = "".join(
-            f"{kind} all {ROLE} {addr} scram-sha-256\n"
-            for kind, addr in (("local", ""), ("host", "127.0.0.1/32"), ("host", "::1/128"))
-        )
-        hba.write_text(rules + original)
-        admin.execute("SELECT pg_reload_conf()")
     with psycopg.connect(devenv.analytics_dsn, autocommit=True) as owner:
-        owner.execute(
-            sql.SQL("GRANT SELECT ON public.analytics_ops_migrations TO {}").format(
-                sql.Identifier(ROLE)
-            )
-        )
-    _wait_until_passwords_are_checked(
-        psycopg.conninfo.make_conninfo(devenv.analytics_dsn, user=ROLE)
+        owner.execute(sql.SQL("GRANT SELECT ON public.analytics_ops_migrations TO {}").format(role))
+    original = hba.read_text()
+    rules = "".join(
+        f"{kind} all {ROLE} {addr} scram-sha-256\n"
+        for kind, addr in (("local", ""), ("host", "127.0.0.1/32"), ("host", "::1/128"))
     )
-    yield info
-    hba.write_text(original)
-    with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
-        admin.execute("SELECT pg_reload_conf()")
-    with psycopg.connect(devenv.analytics_dsn, autocommit=True) as owner:
-        owner.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(ROLE)))
-    with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(ROLE)))
+    try:
+        hba.write_text(rules + original)
+        with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_reload_conf()")
+        _wait_until_passwords_are_checked(
+            psycopg.conninfo.make_conninfo(devenv.analytics_dsn, user=ROLE)
+        )
+        yield info
+    finally:
+        hba.write_text(original)
+        with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(devenv.analytics_dsn, autocommit=True) as owner:
+            owner.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        with psycopg.connect(devenv.server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(role))
 
 
 def test_the_analytics_db_from_a_uri_with_an_encoded_password_and_extra(password_role, monkeypatch):

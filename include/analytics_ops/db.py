@@ -1,15 +1,14 @@
-"""Connections to the analytics PostgreSQL (``analytics_db``) with psycopg 3.
+"""Connections to the analytics PostgreSQL (``analytics_db``) with psycopg 3: :func:`connect`.
 
-Resolution order for a DSN, so plain functions, CLIs and Airflow tasks all use one path:
-1. an explicit DSN argument;
-2. ``AIRFLOW_CONN_ANALYTICS_DB`` (URI or JSON form) parsed here without importing Airflow;
-3. the Airflow connection ``analytics_db`` through ``BaseHook`` (UI, secrets backends).
+Without a DSN it goes through the Postgres provider's ``PostgresHook`` (psycopg 3 with SQLAlchemy
+2), so the connection is found the Airflow way (``connections.airflow_connection``) and every
+extra the user sets (``sslmode``, ``options``, IAM, ...) reaches libpq as the provider passes it.
 
-The CLIs (``add_database_arguments`` / ``cli_dsn``) take ``--conn-id`` (another connection id,
-same lookup), the ``ANALYTICS_DSN`` environment variable, or ``--dsn`` — the last one is visible
-to every user of the machine in ``ps``, so prefer the other two for DSNs holding a password.
-Errors never show the password, not even the fragments a DSN that is not URL-encoded leaks into
-libpq's messages (``failed to resolve host 'ss@db'``).
+The CLIs (``add_database_arguments`` / ``cli_dsn`` / ``cli_connect``) take ``--conn-id`` (another
+connection id, same path), the ``ANALYTICS_DSN`` environment variable, or ``--dsn`` — the last
+one is visible to every user of the machine in ``ps``, so prefer the other two for DSNs holding a
+password. Errors never show the password, not even the fragments a DSN that is not URL-encoded
+leaks into libpq's messages (``failed to resolve host 'ss@db'``).
 """
 
 from __future__ import annotations
@@ -19,88 +18,15 @@ import json
 import os
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
+from include.analytics_ops.connections import ConfigError as ConfigError  # callers import it here
+from include.analytics_ops.connections import airflow_connection
+
 ANALYTICS_CONN_ID = "analytics_db"
 DSN_ENV = "ANALYTICS_DSN"
-
-
-class ConfigError(RuntimeError):
-    """A configuration problem that retrying will not fix."""
-
-
-def conninfo_from_parts(
-    host: str | None = None,
-    port: int | str | None = None,
-    login: str | None = None,
-    password: str | None = None,
-    schema: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> str:
-    """libpq conninfo from Airflow connection fields (``schema`` is the database name)."""
-    parts: dict[str, Any] = {}
-    if host:
-        parts["host"] = host
-    if port:
-        parts["port"] = str(port)
-    if login:
-        parts["user"] = login
-    if password:
-        parts["password"] = password
-    parts["dbname"] = schema or "postgres"
-    for key in ("sslmode", "sslrootcert", "connect_timeout", "options", "application_name"):
-        if extra and extra.get(key) is not None:
-            parts[key] = str(extra[key])
-    return psycopg.conninfo.make_conninfo(**parts)
-
-
-def conninfo_from_airflow_value(value: str) -> str:
-    """Parse an ``AIRFLOW_CONN_*`` value (URI or JSON) into a libpq conninfo."""
-    value = value.strip()
-    if value.startswith("{"):
-        data = json.loads(value)
-        extra = data.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra) if extra else {}
-        return conninfo_from_parts(
-            data.get("host"),
-            data.get("port"),
-            data.get("login"),
-            data.get("password"),
-            data.get("schema"),
-            extra,
-        )
-    parsed = urlsplit(value)
-    scheme = parsed.scheme.split("+")[0]
-    if scheme not in ("postgres", "postgresql"):
-        raise ConfigError(
-            f"analytics_db must be a postgres connection, got scheme {parsed.scheme!r}"
-        )
-    # Airflow-only query keys (``__extra__``) are not libpq parameters.
-    query = [(k, v) for k, v in parse_qsl(parsed.query) if not k.startswith("__")]
-    return urlunsplit(("postgresql", parsed.netloc, parsed.path, urlencode(query), ""))
-
-
-def resolve_dsn(dsn: str | None = None, conn_id: str = ANALYTICS_CONN_ID) -> str:
-    """Return a DSN for ``conn_id`` (see module docstring for the order)."""
-    if dsn:
-        return dsn
-    env_value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    if env_value:
-        return conninfo_from_airflow_value(env_value)
-    try:
-        from airflow.sdk import BaseHook
-    except ImportError as exc:  # pragma: no cover - Airflow is always installed in this repo
-        raise ConfigError(f"no DSN given and AIRFLOW_CONN_{conn_id.upper()} is not set") from exc
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        raise ConfigError(f"Airflow connection {conn_id!r} is not defined: {exc}") from exc
-    return conninfo_from_parts(
-        conn.host, conn.port, conn.login, conn.password, conn.schema, conn.extra_dejson
-    )
+APPLICATION_NAME = "analytics-ops"
 
 
 def describe_dsn(dsn: str) -> str:
@@ -147,17 +73,25 @@ def connect(
     *,
     conn_id: str = ANALYTICS_CONN_ID,
     autocommit: bool = False,
-    **kwargs: Any,
+    **params: Any,
 ) -> psycopg.Connection:
-    """Open a psycopg 3 connection to the analytics database. A failure raises the same psycopg
-    error class with the DSN's secrets removed from its message."""
-    resolved = resolve_dsn(dsn, conn_id)
+    """Open a psycopg 3 connection to the analytics database: ``dsn`` when given, else the
+    Airflow connection ``conn_id`` through ``PostgresHook``. ``params`` are libpq parameters
+    (``connect_timeout``, ``options``, ...) that win over the connection's extra. A failure with a
+    DSN raises the same psycopg error class with the DSN's secrets removed from its message."""
+    default = {"application_name": APPLICATION_NAME}
+    if not dsn:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        conn = airflow_connection(conn_id)
+        conn.extra = json.dumps({**default, **conn.extra_dejson, **params})
+        pg = PostgresHook(postgres_conn_id=conn_id, connection=conn).get_conn()
+        pg.autocommit = autocommit
+        return pg
     try:
-        return psycopg.connect(
-            resolved, autocommit=autocommit, application_name="analytics-ops", **kwargs
-        )
+        return psycopg.connect(dsn, autocommit=autocommit, **{**default, **params})
     except psycopg.Error as exc:
-        raise type(exc)(redact(str(exc), resolved)) from None
+        raise type(exc)(redact(str(exc), dsn)) from None
 
 
 def add_database_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,8 +100,9 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
         "--conn-id",
         default=ANALYTICS_CONN_ID,
         metavar="ID",
-        help="Airflow connection of the analytics database (AIRFLOW_CONN_<ID>, the UI or a"
-        f" secrets backend; default {ANALYTICS_CONN_ID}); ${DSN_ENV} overrides it",
+        help="Airflow connection of the analytics database (AIRFLOW_CONN_<ID> or a secrets"
+        f" backend: a CLI does not read the metadata DB; default {ANALYTICS_CONN_ID});"
+        f" ${DSN_ENV} overrides it",
     )
     parser.add_argument(
         "--dsn",
@@ -175,10 +110,12 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cli_dsn(args: argparse.Namespace) -> str:
-    """``--dsn``, else ``$ANALYTICS_DSN``, else the connection ``--conn-id``."""
-    return (
-        getattr(args, "dsn", None)
-        or os.environ.get(DSN_ENV)
-        or resolve_dsn(None, getattr(args, "conn_id", ANALYTICS_CONN_ID))
-    )
+def cli_dsn(args: argparse.Namespace) -> str | None:
+    """``--dsn``, else ``$ANALYTICS_DSN``, else None (the connection ``--conn-id``)."""
+    return getattr(args, "dsn", None) or os.environ.get(DSN_ENV) or None
+
+
+def cli_connect(args: argparse.Namespace, *, autocommit: bool = True) -> psycopg.Connection:
+    """The connection a CLI asked for with ``add_database_arguments``' options."""
+    conn_id = getattr(args, "conn_id", ANALYTICS_CONN_ID)
+    return connect(cli_dsn(args), conn_id=conn_id, autocommit=autocommit)

@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        conn = db.connect(db.cli_dsn(args), autocommit=True)
+        conn = db.cli_connect(args)
     except (db.ConfigError, Exception) as exc:
         print(f"cannot connect to the analytics database: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 
 from include.analytics_ops.db import (
+    ANALYTICS_CONN_ID,
     ConfigError,
     add_database_arguments,
     cli_dsn,
@@ -64,11 +65,13 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def apply_migrations(dsn: str | None = None, sql_dir: Path = SQL_DIR) -> list[Migration]:
+def apply_migrations(
+    dsn: str | None = None, sql_dir: Path = SQL_DIR, *, conn_id: str = ANALYTICS_CONN_ID
+) -> list[Migration]:
     """Apply pending migrations; return the ones applied now."""
     migrations = discover(sql_dir)
     applied_now: list[Migration] = []
-    with connect(dsn, autocommit=True) as conn:
+    with connect(dsn, conn_id=conn_id, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             conn.execute(
@@ -102,8 +105,10 @@ def apply_migrations(dsn: str | None = None, sql_dir: Path = SQL_DIR) -> list[Mi
     return applied_now
 
 
-def status(dsn: str | None = None) -> list[tuple[int, str, bool]]:
-    with connect(dsn) as conn:
+def status(
+    dsn: str | None = None, *, conn_id: str = ANALYTICS_CONN_ID
+) -> list[tuple[int, str, bool]]:
+    with connect(dsn, conn_id=conn_id) as conn:
         exists = conn.execute("SELECT to_regclass('public.analytics_ops_migrations')").fetchone()[0]
         done = set()
         if exists:
@@ -124,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dsn = cli_dsn(args)
         if args.status:
-            for version, name, done in status(dsn):
+            for version, name, done in status(dsn, conn_id=args.conn_id):
                 print(f"V{version:03d} {name:40s} {'applied' if done else 'pending'}")
             return 0
-        applied = apply_migrations(dsn)
+        applied = apply_migrations(dsn, conn_id=args.conn_id)
     except (ConfigError, psycopg.Error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         target = describe_dsn(dsn) if dsn else args.conn_id

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        conn = db.connect(db.cli_dsn(args), autocommit=True)
+        conn = db.cli_connect(args)
     except Exception as exc:  # one line, no traceback (the DSN's password is never printed)
         print(f"cannot connect to the analytics database: {exc}", file=sys.stderr)
         return 2

@@ -12,20 +12,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Webhook:
-    """A Slack incoming-webhook stand-in: records JSON bodies, answers ``status``."""
+    """A Slack incoming-webhook stand-in: records JSON bodies, answers ``status`` (or first the
+    statuses queued in ``then``; a 429 says ``Retry-After: 0`` as Slack's rate limit does)."""
 
     def __init__(self) -> None:
         self.posts: list[dict] = []
         self.status = 200
+        self.then: list[int] = []
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 hook.posts.append({"path": self.path, "json": json.loads(body)})
-                self.send_response(hook.status)
+                status = hook.then.pop(0) if hook.then else hook.status
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "0")
                 self.end_headers()
-                self.wfile.write(b"ok" if hook.status == 200 else b"internal_error")
+                self.wfile.write(b"ok" if status == 200 else b"internal_error")
 
             def log_message(self, *args):
                 pass

@@ -28,16 +28,22 @@ def test_message_carries_what_failed_where_and_the_link():
     )
 
 
-def test_slack_webhook_url_from_the_connection_fields():
+def test_slack_webhook_url_from_the_connection_fields(monkeypatch):
+    """The provider's ``slackwebhook`` connection form (``SlackWebhookHook`` builds the URL)."""
     url = "https://hooks.slack.com/services/T0/B0/XX"
-    assert alerts._slack_url({"password": url}) == url
-    assert alerts._slack_url({"host": url}) == url
-    assert (
-        alerts._slack_url({"host": "https://hooks.slack.com/services", "password": "T0/B0/XX"})
-        == url
-    )
-    assert alerts._slack_url({"host": "hooks.slack.com/services", "password": "T0/B0/XX"}) == url
-    assert alerts._slack_url({"login": "nobody"}) is None
+
+    def slack_url(**conn):
+        monkeypatch.setenv("AIRFLOW_CONN_ALERTS_SLACK", json.dumps(conn))
+        monkeypatch.setenv("ALERT_CHANNELS", "slack")
+        slack = [c for c in alerts.configured_channels() if c.name == "slack"]
+        return slack[0].hook.get_conn().url if slack else None
+
+    assert slack_url(password=url) == url
+    assert slack_url(host="https://hooks.slack.com/services", password="T0/B0/XX") == url
+    assert slack_url(host="hooks.slack.com/services", password="T0/B0/XX") == url
+    assert slack_url(password="T0/B0/XX") == url  # the provider's default host
+    assert slack_url(host=url) is None  # the token is the password in the provider's form
+    assert slack_url(login="nobody") is None
 
 
 def test_connection_fields_from_json_and_uri_env(monkeypatch):

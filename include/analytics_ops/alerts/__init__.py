@@ -21,9 +21,10 @@ What it guarantees, so the team can trust it at 3 AM:
   resolves and reminders are paused until it has had no change for a whole window, and then its
   settled state (still open / resolved) is sent once.
 - **Channels from configuration.** Always the log; Slack when the ``alerts_slack`` connection
-  exists (incoming-webhook URL in its password, or in its host); email when ``smtp_default``
-  exists and ``ALERT_EMAILS`` (default: ``REPORT_EMAILS``) names recipients. Each channel's answer
-  is stored in ``ops.alerts.channels`` and in a ``notified`` row of ``ops.alert_events``.
+  exists (``SlackWebhookHook``'s form: webhook URL in its password, or host + token path); email
+  when ``smtp_default`` exists and ``ALERT_EMAILS`` (default: ``REPORT_EMAILS``) names
+  recipients. Each channel's answer is stored in ``ops.alerts.channels`` and in a ``notified``
+  row of ``ops.alert_events``.
 
 Settings (Airflow Variable > env > default): ``ALERT_CHANNELS`` (``log,slack,email``),
 ``ALERT_MIN_SEVERITY`` (``warning``: info alerts are recorded and logged only),
@@ -44,7 +45,6 @@ from include.analytics_ops.alerts.channels import (
     EmailChannel,
     LogChannel,
     SlackWebhookChannel,
-    _slack_url,
     configured_channels,
     connection_fields,
     deliver,
@@ -74,7 +74,6 @@ __all__ = [
     "EmailChannel",
     "LogChannel",
     "SlackWebhookChannel",
-    "_slack_url",
     "configured_channels",
     "connection_fields",
     "deliver",

@@ -3,14 +3,11 @@ connections that exist, and ``deliver`` that tries each one."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from include.analytics_ops.alerts.messages import (
     AlertMessage,
@@ -20,6 +17,7 @@ from include.analytics_ops.alerts.messages import (
     slack_link,
 )
 from include.analytics_ops.config import setting
+from include.analytics_ops.connections import connection_fields
 
 log = logging.getLogger(__name__)
 SLACK_CONN_ID = "alerts_slack"
@@ -43,25 +41,31 @@ class LogChannel:
 
 
 class SlackWebhookChannel:
-    """Slack incoming webhook: a plain JSON POST of ``{"text": ...}``. Every dynamic text is
-    escaped (``slack_escape``); the only link is the trusted Airflow one, appended after it."""
+    """Slack incoming webhook through the provider's ``SlackWebhookHook`` (its connection form:
+    the webhook URL in the password, or host + token path; ``proxy``/``timeout`` extras; retries
+    on connection errors and on 429 after Slack's Retry-After). Every dynamic text is escaped
+    (``slack_escape``); the only link is the trusted Airflow one, appended after it."""
 
     name = "slack"
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self.url = url
-        self.timeout = timeout
+    def __init__(self, conn_id: str = SLACK_CONN_ID, timeout: float = 10.0) -> None:
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+        from slack_sdk.http_retry import all_builtin_retry_handlers
+
+        self.hook = SlackWebhookHook(
+            slack_webhook_conn_id=conn_id,
+            timeout=timeout,  # type: ignore[arg-type]  # a float: urllib takes one
+            retry_handlers=all_builtin_retry_handlers(),
+        )
 
     def send(self, message: AlertMessage) -> dict[str, Any]:
-        import httpx
-
         text = "\n".join(slack_escape(line) for line in message.lines(with_url=False))
         if message.url:
             text += "\n" + slack_link(message.url, "Open in Airflow")
-        response = httpx.post(self.url, json={"text": text}, timeout=self.timeout)
+        response = self.hook.get_conn().send_dict({"text": text})
         if response.status_code >= 300:
             raise ChannelError(
-                f"HTTP {response.status_code}: {response.text[:200]}", status=response.status_code
+                f"HTTP {response.status_code}: {response.body[:200]}", status=response.status_code
             )
         return {"status": response.status_code}
 
@@ -129,59 +133,6 @@ class ChannelError(RuntimeError):
         self.status = status
 
 
-def connection_fields(conn_id: str) -> dict[str, Any] | None:
-    """An Airflow connection's fields, or None when it is not defined.
-
-    ``AIRFLOW_CONN_<ID>`` (JSON or URI) is read directly so the path works in tasks, the
-    triggerer, CLIs and tests alike; otherwise Airflow's own lookup (UI, secrets backends).
-    """
-    raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    if raw:
-        raw = raw.strip()
-        if raw.startswith("{"):
-            data = json.loads(raw)
-            extra = data.get("extra") or {}
-            data["extra"] = json.loads(extra) if isinstance(extra, str) and extra else extra or {}
-            return data
-        parts = urlsplit(raw)
-        return {
-            "conn_type": parts.scheme,
-            "host": parts.hostname,
-            "port": parts.port,
-            "login": unquote(parts.username) if parts.username else None,
-            "password": unquote(parts.password) if parts.password else None,
-            "schema": parts.path.lstrip("/") or None,
-            "extra": dict(parse_qsl(parts.query)),
-        }
-    try:
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:
-        return None
-    return {
-        "conn_type": conn.conn_type,
-        "host": conn.host,
-        "port": conn.port,
-        "login": conn.login,
-        "password": conn.password,
-        "schema": conn.schema,
-        "extra": conn.extra_dejson,
-    }
-
-
-def _slack_url(fields: Mapping[str, Any]) -> str | None:
-    password = (fields.get("password") or "").strip()
-    host = (fields.get("host") or "").strip()
-    if password.startswith(("http://", "https://")):
-        return password
-    if host.startswith(("http://", "https://")):
-        return host.rstrip("/") + (f"/{password.lstrip('/')}" if password else "")
-    if host and password:  # Slack provider style: host + webhook token path
-        return f"https://{host.rstrip('/')}/{password.lstrip('/')}"
-    return None
-
-
 def configured_channels() -> list[Channel]:
     """The channels to notify, from settings and the connections that exist."""
     wanted = [
@@ -189,13 +140,15 @@ def configured_channels() -> list[Channel]:
     ]
     timeout = float(setting("ALERT_CHANNEL_TIMEOUT_SECONDS", 10.0, float))
     channels: list[Channel] = [LogChannel()]  # always
-    if "slack" in wanted:
-        fields = connection_fields(SLACK_CONN_ID)
-        url = _slack_url(fields) if fields else None
-        if url:
-            channels.append(SlackWebhookChannel(url, timeout=timeout))
-        elif fields:
-            log.warning("connection %s has no webhook URL (password or host)", SLACK_CONN_ID)
+    if "slack" in wanted and connection_fields(SLACK_CONN_ID) is not None:
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        slack = SlackWebhookChannel(SLACK_CONN_ID, timeout=timeout)
+        try:
+            slack.hook.get_conn()  # the webhook URL from the connection
+            channels.append(slack)
+        except AirflowNotFoundException as exc:
+            log.warning("no Slack channel: %s", exc)
     if "email" in wanted:
         fields = connection_fields(SMTP_CONN_ID)
         recipients = [

@@ -26,31 +26,12 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from include.analytics_ops.db import ConfigError, conninfo_from_parts, resolve_dsn
+from include.analytics_ops.db import ConfigError
 
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/analytics-health"
 STATEMENT_TIMEOUT_MS = 10_000
-
-
-def analytics_dsn() -> str:
-    """DSN of ``analytics_db`` inside the API server.
-
-    ``AIRFLOW_CONN_ANALYTICS_DB`` first (no Airflow lookup); otherwise the connection from the
-    secrets backends / metadata DB, which the API server (unlike a task) may read directly.
-    """
-    if os.environ.get("AIRFLOW_CONN_ANALYTICS_DB"):
-        return resolve_dsn()
-    try:
-        from airflow.models.connection import Connection
-
-        conn = Connection.get_connection_from_secrets("analytics_db")
-    except Exception as exc:
-        raise ConfigError(f"Airflow connection 'analytics_db' is not defined: {exc}") from exc
-    return conninfo_from_parts(
-        conn.host, conn.port, conn.login, conn.password, conn.schema, conn.extra_dejson
-    )
 
 
 def _json_default(value: Any) -> Any:
@@ -100,20 +81,21 @@ def airflow_dag_states(dag_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def load_health(
-    dsn: str,
+    dsn: str | None,
     now: datetime | None = None,
     *,
     expected_dags: Sequence[str] | None = None,
     airflow_dags: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Open a read-only connection and collect the page data (what both routes serve). Every
-    DAG of the monitoring registry is listed (``expected_dags``, default: the registry)."""
-    import psycopg
-
+    """Open a read-only connection (``dsn``, else the ``analytics_db`` connection — in the API
+    server the lookup may read the metadata DB) and collect the page data (what both routes
+    serve). Every DAG of the monitoring registry is listed (``expected_dags``, default: the
+    registry)."""
+    from include.analytics_ops import db
     from include.analytics_ops.health_page.queries import collect_health, registry_dag_ids
 
     expected = registry_dag_ids() if expected_dags is None else list(expected_dags)
-    with psycopg.connect(
+    with db.connect(
         dsn,
         autocommit=False,
         application_name="analytics-health-page",
@@ -236,9 +218,6 @@ def create_app(
         openapi_url=None,
     )
 
-    def current_dsn() -> str:
-        return dsn or analytics_dsn()
-
     def fetch(at: str | None) -> dict[str, Any]:
         when = parse_at(at)
         from include.analytics_ops.health_page.queries import registry_dag_ids
@@ -246,7 +225,7 @@ def create_app(
         expected = registry_dag_ids()
         states = dag_states(expected) if dag_states is not None else None
         try:
-            return load_health(current_dsn(), now=when, expected_dags=expected, airflow_dags=states)
+            return load_health(dsn, now=when, expected_dags=expected, airflow_dags=states)
         except ConfigError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
         except Exception as exc:  # the DB is down or a query failed: say so, don't hang

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        conn = db.connect(db.cli_dsn(args), autocommit=True)
+        conn = db.cli_connect(args)
     except db.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

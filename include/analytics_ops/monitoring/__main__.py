@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
-        conn = db.connect(db.cli_dsn(args), autocommit=True)
+        conn = db.cli_connect(args)
     except db.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

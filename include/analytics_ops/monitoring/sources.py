@@ -91,8 +91,7 @@ class AirflowApiSource:
         its own scheme (``https://airflow.example.com``), else the schema field, else the
         connection type of a URI (``https://user:pw@host``), else https — credentials never go
         to ``/auth/token`` in clear because a scheme was assumed."""
-        from include.analytics_ops.alerts import connection_fields
-        from include.analytics_ops.connections import http_base_url
+        from include.analytics_ops.connections import connection_fields, http_base_url
 
         fields = connection_fields(API_CONN_ID) or {}
         host = (fields.get("host") or "").strip()

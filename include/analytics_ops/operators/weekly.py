@@ -19,16 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.analytics_ops.operators.job_run import JobRun
 
 log = logging.getLogger(__name__)
 DEFAULT_SENDER = "analytics-ops@localhost"
 SENT_EVENT = "cto_report_sent"
-
-
-def _fail(message: str):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(message)
 
 
 class _WeeklyOperator(BaseOperator):
@@ -40,14 +37,13 @@ class _WeeklyOperator(BaseOperator):
         raise NotImplementedError
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import db, store
         from include.analytics_ops.reports import window as window_mod
 
         try:
             window_mod.validate_params(context.get("params"))
             window = window_mod.window_from_context(context)
         except window_mod.InvalidWeeklyParams as exc:
-            raise _fail(str(exc)) from None
+            raise AirflowFailException(str(exc)) from None
         log.info(
             "reporting week %s (%s .. %s), report date %s",
             window.label,
@@ -55,32 +51,17 @@ class _WeeklyOperator(BaseOperator):
             window.end,
             window.report_date,
         )
-        key = store.RunKey.from_context(context)
         start_utc, end_utc = window.utc_bounds()
-        with db.connect(autocommit=True) as conn:
-            job_run_id = store.start_job_run(
-                conn,
-                key,
-                window_start=start_utc,
-                window_end=end_utc,
-                target_date=window.report_date,
-            )
-            try:
-                outcome = self.work(conn, window, context, key)
-            except Exception as exc:
-                store.finish_job_run(
-                    conn,
-                    job_run_id,
-                    "failed",
-                    error_count=1,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                )
-                if isinstance(exc, ValueError):  # config/param errors: retrying will not help
-                    raise _fail(f"{type(exc).__name__}: {exc}") from exc
-                raise
-            store.finish_job_run(
-                conn,
-                job_run_id,
+        # ValueError: config/param errors, retrying will not help
+        with JobRun(
+            context,
+            permanent=(ValueError,),
+            window_start=start_utc,
+            window_end=end_utc,
+            target_date=window.report_date,
+        ) as job:
+            outcome = self.work(job.conn, window, context, job.key)
+            job.finish(
                 outcome.get("status", "completed"),
                 records_in=outcome.get("records_in"),
                 records_out=outcome.get("records_out"),
@@ -178,7 +159,9 @@ class SendCtoReportOperator(_WeeklyOperator):
                 "stats": {"sent": False, "html": str(html_path)},
             }
         if not eml_path.is_file():
-            raise _fail(f"{eml_path} is missing: clear build_cto_report of this run to rebuild it")
+            raise AirflowFailException(
+                f"{eml_path} is missing: clear build_cto_report of this run to rebuild it"
+            )
         resend = bool((context.get("params") or {}).get("resend_email", False))
         already = conn.execute(
             "SELECT details->'recipients' FROM ops.job_events WHERE event_type = %s"
@@ -200,14 +183,14 @@ class SendCtoReportOperator(_WeeklyOperator):
         try:
             smtp = email_mod.SmtpSettings.from_airflow(self.smtp_conn_id)
         except email_mod.EmailConfigError as exc:
-            raise _fail(f"{exc}; the report is at {html_path}") from None
+            raise AirflowFailException(f"{exc}; the report is at {html_path}") from None
         sender = setting("EMAIL_FROM", "", str) or smtp.from_email or DEFAULT_SENDER
         msg = email_mod.load_message(eml_path)
         log.info("sending %s to %d recipient(s) via %r", eml_path.name, len(recipients), smtp)
         try:
             refused = email_mod.send_message(smtp, msg, sender, recipients)
         except email_mod.EmailConfigError as exc:
-            raise _fail(f"{exc}; the report is at {html_path}") from None
+            raise AirflowFailException(f"{exc}; the report is at {html_path}") from None
         accepted = [r for r in recipients if r not in refused]
         store.log_event(
             conn,

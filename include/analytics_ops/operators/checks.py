@@ -236,7 +236,6 @@ class WriteProofOperator(BaseOperator):
     ui_color = "#dfe7fd"
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops.callbacks import airflow_ui_url
         from include.analytics_ops.config import artifacts_dir
         from include.analytics_ops.nightly import proof as proof_mod
 
@@ -253,15 +252,7 @@ class WriteProofOperator(BaseOperator):
             proof = proof_mod.build_proof(mine, day, run_id)
             with job.conn.transaction():
                 path = proof_mod.store_proof(job.conn, proof, artifacts)
-            changes = proof_mod.sync_check_alerts(
-                job.conn,
-                day,
-                proof.checks,
-                dag_id=job.key.dag_id,
-                run_id=run_id,
-                task_id=job.key.task_id,
-                url=airflow_ui_url(job.key.dag_id, run_id, job.key.task_id),
-            )
+            changes = proof_mod.sync_check_alerts(job.conn, day, proof.checks, **job.origin)
             alert_stats = {c.check_name: c.action for c in changes}
             critical = proof.status == "critical"
             verdict = (
@@ -328,7 +319,6 @@ class CaptureSnapshotOperator(BaseOperator):
     ui_color = "#f3e5f5"
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops.callbacks import airflow_ui_url
         from include.analytics_ops.config import artifacts_dir
         from include.analytics_ops.nightly import freshness
         from include.analytics_ops.nightly import proof as proof_mod
@@ -350,15 +340,7 @@ class CaptureSnapshotOperator(BaseOperator):
             )
             with job.conn.transaction():
                 path = snapshot_mod.store_snapshot(job.conn, snap, artifacts)
-            snapshot_mod.sync_snapshot_alert(
-                job.conn,
-                snap,
-                day,
-                dag_id=job.key.dag_id,
-                run_id=job.key.run_id,
-                task_id=job.key.task_id,
-                url=airflow_ui_url(job.key.dag_id, job.key.run_id, job.key.task_id),
-            )
+            snapshot_mod.sync_snapshot_alert(job.conn, snap, day, **job.origin)
             job.finish(
                 "completed" if snap.status == "complete" else "partial",
                 records_out=len(snap.captured),

@@ -356,7 +356,6 @@ class RaiseBugRiskAlertsOperator(BaseOperator):
     template_fields: Sequence[str] = ()
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops.callbacks import airflow_ui_url
         from include.analytics_ops.github.risk import RiskConfig, apply_bug_risk_alerts
 
         hour = run_hour(context)
@@ -365,17 +364,9 @@ class RaiseBugRiskAlertsOperator(BaseOperator):
         except (ValueError, ArithmeticError) as exc:
             raise AirflowFailException(f"bug-risk settings are invalid: {exc}") from exc
         with JobRun(context, window_end=hour) as job:
-            key = job.key
             try:
                 result = apply_bug_risk_alerts(
-                    job.conn,
-                    hour,
-                    config=config,
-                    now=datetime.now(UTC),
-                    dag_id=key.dag_id,
-                    run_id=key.run_id,
-                    task_id=key.task_id,
-                    url=airflow_ui_url(key.dag_id, key.run_id, key.task_id),
+                    job.conn, hour, config=config, now=datetime.now(UTC), **job.origin
                 )
             except LookupError as exc:
                 raise AirflowFailException(str(exc)) from exc

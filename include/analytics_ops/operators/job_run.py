@@ -72,6 +72,16 @@ class JobRun:
             raise
         return self
 
+    @property
+    def origin(self) -> dict[str, Any]:
+        """``dag_id``, ``run_id``, ``task_id`` and the task's ``url`` in the Airflow UI: where an
+        alert raised by this attempt comes from."""
+        from include.analytics_ops.callbacks import airflow_ui_url
+
+        dag_id, run_id, task_id = self.key.dag_id, self.key.run_id, self.key.task_id
+        url = airflow_ui_url(dag_id, run_id, task_id)
+        return {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "url": url}
+
     def update(self, **fields: Any) -> None:
         """Progress of a row that stays ``running`` (``store.update_job_run`` fields)."""
         from include.analytics_ops import store

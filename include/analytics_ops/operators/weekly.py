@@ -33,7 +33,7 @@ class _WeeklyOperator(BaseOperator):
 
     template_fields: tuple[str, ...] = ()
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:  # pragma: no cover
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     def execute(self, context: Mapping[str, Any]) -> None:
@@ -60,7 +60,7 @@ class _WeeklyOperator(BaseOperator):
             window_end=end_utc,
             target_date=window.report_date,
         ) as job:
-            outcome = self.work(job.conn, window, context, job.key)
+            outcome = self.work(job, window, context)
             job.finish(
                 outcome.get("status", "completed"),
                 records_in=outcome.get("records_in"),
@@ -74,11 +74,11 @@ class _WeeklyOperator(BaseOperator):
 class ExportMetricsCsvOperator(_WeeklyOperator):
     """Write ``exports/metrics-weekly-YYYYMMDD.csv`` (+ ``projects-weekly-YYYYMMDD.csv``)."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.config import artifacts_dir
         from include.analytics_ops.reports.export import export_metrics
 
-        result = export_metrics(conn, window, artifacts_dir())
+        result = export_metrics(job.conn, window, artifacts_dir())
         if result.days_with_data < len(window.days):
             log.warning(
                 "only %d of %d days of the week have daily_metrics rows",
@@ -104,12 +104,12 @@ class ExportMetricsCsvOperator(_WeeklyOperator):
 class BuildCtoReportOperator(_WeeklyOperator):
     """Render ``reports/cto-report-YYYYMMDD.html`` (+ the ready-to-send ``.eml``)."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.config import artifacts_dir, setting
         from include.analytics_ops.reports.report import build_report
 
         result = build_report(
-            conn,
+            job.conn,
             window,
             artifacts_dir(),
             slow_run_seconds=setting("REPORT_SLOW_RUN_SECONDS", 300.0, float),
@@ -141,7 +141,7 @@ class SendCtoReportOperator(_WeeklyOperator):
         super().__init__(**kwargs)
         self.smtp_conn_id = smtp_conn_id
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops import store
         from include.analytics_ops.config import artifacts_dir, setting
         from include.analytics_ops.reports import email as email_mod
@@ -163,7 +163,7 @@ class SendCtoReportOperator(_WeeklyOperator):
                 f"{eml_path} is missing: clear build_cto_report of this run to rebuild it"
             )
         resend = bool((context.get("params") or {}).get("resend_email", False))
-        already = conn.execute(
+        already = job.conn.execute(
             "SELECT details->'recipients' FROM ops.job_events WHERE event_type = %s"
             " AND entity_id = %s ORDER BY id DESC LIMIT 1",
             (SENT_EVENT, window.stamp),
@@ -193,10 +193,10 @@ class SendCtoReportOperator(_WeeklyOperator):
             raise AirflowFailException(f"{exc}; the report is at {html_path}") from None
         accepted = [r for r in recipients if r not in refused]
         store.log_event(
-            conn,
+            job.conn,
             SENT_EVENT,
             f"CTO report {window.stamp} sent to {len(accepted)} recipient(s)",
-            key=key,
+            key=job.key,
             entity_id=window.stamp,
             details={
                 "recipients": recipients,
@@ -221,7 +221,7 @@ class SendCtoReportOperator(_WeeklyOperator):
 class ArchiveOldRecordsOperator(_WeeklyOperator):
     """Trim ops tables and old artifacts, archiving what is removed (``reports.retention``)."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.config import artifacts_dir, setting
         from include.analytics_ops.reports.retention import RetentionPolicy, apply_retention
 
@@ -231,7 +231,7 @@ class ArchiveOldRecordsOperator(_WeeklyOperator):
             max_age_days=setting("RETENTION_MAX_AGE_DAYS", 90, int),
         )
         result = apply_retention(
-            conn, window.report_date, artifacts_dir(), policy, run_id=key.run_id
+            job.conn, window.report_date, artifacts_dir(), policy, run_id=job.key.run_id
         )
         counts = ", ".join(f"{k}={v}" for k, v in result.removed.items())
         where = f"; archived in {result.archive_file}" if result.archive_file else ""
@@ -251,18 +251,10 @@ class ArchiveOldRecordsOperator(_WeeklyOperator):
 class CheckProjectHealthOperator(_WeeklyOperator):
     """Status of every active project; warning/critical → alert, healthy → resolve."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
-        from include.analytics_ops.callbacks import airflow_ui_url
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.reports.health import check_project_health
 
-        result = check_project_health(
-            conn,
-            window.end,
-            dag_id=key.dag_id,
-            run_id=key.run_id,
-            task_id=key.task_id,
-            url=airflow_ui_url(key.dag_id, key.run_id, key.task_id),
-        )
+        result = check_project_health(job.conn, window.end, **job.origin)
         for s in result.statuses:
             log.info(
                 "%-8s %3d  %s (%s): %s", s.status, s.score, s.name, s.repo, "; ".join(s.reasons)

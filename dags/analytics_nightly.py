@@ -52,9 +52,11 @@ data-platform (`#data-platform`).
 ## When it fails
 - Look at the failed task's row in `ops.job_runs` (`dag_id = 'analytics_nightly'`): `last_error`
   holds the reason.
-- `check_freshness` "STALE DATA": `analytics_hourly` is behind (see its runs and the `posthog`
-  watermark); once it catches up, clear `check_freshness`. "MISSING DATA": reload the day
-  (rerun `analytics_hourly` for its windows), then clear `check_freshness`.
+- `check_freshness` "STALE DATA … Timed out": it waited (60 min) and `analytics_hourly` is still
+  behind (see its runs and the `posthog` watermark); once it catches up, clear `check_freshness`.
+  While it waits the task shows "up for reschedule" and its row in `ops.job_runs` is `running`.
+  "MISSING DATA": reload the day (rerun `analytics_hourly` for its windows), then clear
+  `check_freshness`.
 - `write_proof` CRITICAL: a real anomaly (or a data break). Read `anomalies` in the proof file or
   `SELECT check_name, severity, explanation FROM analytics.check_results WHERE target_date = D`.
   If it was expected (promotion, planned outage): `UPDATE analytics.check_results SET expected =

@@ -124,7 +124,7 @@ def test_freshness_sensor_fails_stale_at_its_timeout_keeping_the_first_poke(samp
     with pytest.raises(AirflowRescheduleException):
         op.execute(poke_context(DEMO_DAY))
     started = db.execute("SELECT started_at FROM ops.job_runs").fetchone()[0]
-    with pytest.raises(AirflowSensorTimeout, match="STALE DATA: 2026-11-20.*Timed out after"):
+    with pytest.raises(AirflowSensorTimeout, match=r"STALE DATA: 2026-11-20.*Timed out after"):
         op.execute(poke_context(DEMO_DAY, waiting=timedelta(minutes=61)))
     row = db.execute(
         "SELECT status, status_message, error_count, last_error, started_at, stats->>'fresh'"

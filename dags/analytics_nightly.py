@@ -9,10 +9,12 @@ runs without a logical date (`airflow dags trigger` without `-l`) use the run's 
 Main branch:
 1. `check_freshness` — day D is judged only when complete: a row in `analytics.daily_metrics`
    with revenue/orders/sessions/conversions, and the `posthog` watermark in `ops.watermarks` at or
-   past the end of D in PT. *Stale* (ingest late) → fails with "STALE DATA: …" and **retries**
-   (4 × from 5 min, doubling, ≤ 20 min: about an hour of waiting). *Missing* (ingest done, data
-   absent) → fails at once with "MISSING DATA: …" (retrying cannot help). The checks need
-   `all_success`, so they never run — or pass — on incomplete data.
+   past the end of D in PT. A sensor in reschedule mode: *stale* (ingest late) → it **waits**,
+   poking every 5 min without holding a worker slot (its `ops.job_runs` row stays `running`
+   with the "STALE DATA: …" reason), for up to the deadline less 30 min (60 min), then fails
+   with "STALE DATA: … Timed out …". *Missing* (ingest done, data absent) → fails at once with
+   "MISSING DATA: …" (waiting cannot help). The checks need `all_success`, so they never run —
+   or pass — on incomplete data.
 2. Six checks, one task each (`MetricRangeCheckOperator` / `MetricTrendCheckOperator`):
    `revenue_range`, `revenue_trend`, `conversion_rate_range`, `conversion_rate_trend`,
    `sessions_range`, `sessions_trend`. Range = seasonal robust band (median of the last 8 same
@@ -50,9 +52,11 @@ data-platform (`#data-platform`).
 ## When it fails
 - Look at the failed task's row in `ops.job_runs` (`dag_id = 'analytics_nightly'`): `last_error`
   holds the reason.
-- `check_freshness` "STALE DATA": `analytics_hourly` is behind (see its runs and the `posthog`
-  watermark); once it catches up, clear `check_freshness`. "MISSING DATA": reload the day
-  (rerun `analytics_hourly` for its windows), then clear `check_freshness`.
+- `check_freshness` "STALE DATA … Timed out": it waited (60 min) and `analytics_hourly` is still
+  behind (see its runs and the `posthog` watermark); once it catches up, clear `check_freshness`.
+  While it waits the task shows "up for reschedule" and its row in `ops.job_runs` is `running`.
+  "MISSING DATA": reload the day (rerun `analytics_hourly` for its windows), then clear
+  `check_freshness`.
 - `write_proof` CRITICAL: a real anomaly (or a data break). Read `anomalies` in the proof file or
   `SELECT check_name, severity, explanation FROM analytics.check_results WHERE target_date = D`.
   If it was expected (promotion, planned outage): `UPDATE analytics.check_results SET expected =
@@ -105,13 +109,14 @@ from include.analytics_ops.operators.github import add_github_branch
     },
 )
 def analytics_nightly():
-    # A late ingest is worth waiting for (~1 h of retries, within the 03:30 deadline).
+    # A late ingest is worth waiting for; the checks, proof and snapshot keep 30 min of the
+    # deadline (03:30 PT).
+    deadline = timedelta(seconds=config.deadline_seconds("analytics_nightly"))
     check_freshness = FreshnessGateOperator(
         task_id="check_freshness",
         inlets=[assets.DAILY_METRICS, assets.POSTHOG_EVENTS],
-        retries=4,
-        retry_delay=timedelta(minutes=5),
-        max_retry_delay=timedelta(minutes=20),
+        poke_interval=timedelta(minutes=5),
+        timeout=max(deadline - timedelta(minutes=30), deadline / 2),
     )
     checks = []
     for metric in ("revenue", "conversion_rate", "sessions"):

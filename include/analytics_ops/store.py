@@ -69,15 +69,19 @@ def start_job_run(
     window_end: datetime | None = None,
     target_date: date | None = None,
     status_message: str | None = None,
+    resume: bool = False,
 ) -> int:
-    """Record the start of an attempt; idempotent for the same attempt. Returns the row id."""
+    """Record the start of an attempt; idempotent for the same attempt. Returns the row id.
+    ``resume``: a row of the attempt still ``running`` keeps its ``started_at``."""
     row = conn.execute(
         """
         INSERT INTO ops.job_runs (dag_id, task_id, run_id, map_index, try_number, run_type,
                                   status, window_start, window_end, target_date, status_message)
         VALUES (%s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s)
         ON CONFLICT ON CONSTRAINT job_runs_attempt_key DO UPDATE
-           SET status = 'running', started_at = now(), finished_at = NULL,
+           SET status = 'running', finished_at = NULL,
+               started_at = CASE WHEN %s AND job_runs.status = 'running'
+                                 THEN job_runs.started_at ELSE now() END,
                window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
                target_date = EXCLUDED.target_date, updated_at = now()
         RETURNING id
@@ -93,6 +97,7 @@ def start_job_run(
             window_end,
             target_date,
             status_message,
+            resume,
         ),
     ).fetchone()
     return int(row[0])

@@ -11,7 +11,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
 
 from include.analytics_ops import store
 from include.analytics_ops.checks import DEFAULT_CONFIG
@@ -85,23 +90,51 @@ def test_freshness_states(sample):
     assert "analytics.daily_metrics has no row for 2026-11-21" in gone.message()
 
 
-def test_freshness_operator_retries_stale_and_fails_missing_for_good(sample):
+def poke_context(day: date, run_id: str = "manual__test", waiting: timedelta | None = None):
+    """A sensor attempt's context: first poke, or one that has waited ``waiting`` so far."""
+    ctx = context(day, run_id=run_id, task_id="check_freshness")
+    first = None if waiting is None else datetime.now(UTC) - waiting
+    ctx["ti"].get_first_reschedule_date = lambda _ctx: first
+    return ctx
+
+
+def test_freshness_operator_waits_on_stale_and_fails_missing_for_good(sample):
     db = sample
-    op = FreshnessGateOperator(task_id="check_freshness")
-    with pytest.raises(freshness.StaleDataError, match="STALE DATA"):
-        op.execute(context(DEMO_DAY, task_id="check_freshness"))
+    op = FreshnessGateOperator(task_id="check_freshness", timeout=timedelta(minutes=60))
+    with pytest.raises(AirflowRescheduleException):  # stale: poke again later, no failure
+        op.execute(poke_context(DEMO_DAY))
     set_watermark(db, DEMO_DAY + timedelta(days=1))
-    op.execute(context(DEMO_DAY, run_id="r2", task_id="check_freshness"))
+    op.execute(poke_context(DEMO_DAY, run_id="r2"))
     with pytest.raises(AirflowFailException, match="MISSING DATA: 2026-11-21"):
-        op.execute(context(DEMO_DAY + timedelta(days=1), run_id="r3", task_id="check_freshness"))
+        op.execute(poke_context(DEMO_DAY + timedelta(days=1), run_id="r3"))
     runs = db.execute(
         "SELECT run_id, status, status_message FROM ops.job_runs ORDER BY run_id"
     ).fetchall()
     assert runs == [
-        ("manual__test", "failed", "stale"),
+        ("manual__test", "running", runs[0][2]),
         ("r2", "completed", runs[1][2]),
         ("r3", "failed", "missing"),
     ]
+    assert runs[0][2].startswith("STALE DATA: 2026-11-20")
+
+
+def test_freshness_sensor_fails_stale_at_its_timeout_keeping_the_first_poke(sample):
+    db = sample
+    op = FreshnessGateOperator(task_id="check_freshness", timeout=timedelta(minutes=60))
+    with pytest.raises(AirflowRescheduleException):
+        op.execute(poke_context(DEMO_DAY))
+    started = db.execute("SELECT started_at FROM ops.job_runs").fetchone()[0]
+    with pytest.raises(AirflowSensorTimeout, match=r"STALE DATA: 2026-11-20.*Timed out after"):
+        op.execute(poke_context(DEMO_DAY, waiting=timedelta(minutes=61)))
+    row = db.execute(
+        "SELECT status, status_message, error_count, last_error, started_at, stats->>'fresh'"
+        " FROM ops.job_runs"
+    ).fetchall()
+    assert len(row) == 1  # one attempt, one row: the pokes share it
+    status, message, errors, last_error, started_at, fresh = row[0]
+    assert (status, message, errors, fresh) == ("failed", "stale", 1, "false")
+    assert last_error.startswith("STALE DATA: 2026-11-20") and "Timed out" in last_error
+    assert started_at == started
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01", "yesterday", "2026-11-23"])

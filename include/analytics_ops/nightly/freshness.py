@@ -14,7 +14,8 @@ Complete means both:
 Two ways to be incomplete, two different answers (the operator maps them to Airflow):
 
 - **stale** (watermark missing or behind the end of D): the hourly ingest is late; it will likely
-  catch up, so this is *retryable* (:class:`StaleDataError`).
+  catch up, so this is *retryable*: the gate waits for it (:class:`StaleDataError` for callers
+  that raise).
 - **missing** (watermark past D, but the row or a column is missing): the ingest says it is done
   and the data is still not there; waiting will not help, a person must reload the day
   (:class:`MissingDataError`, not retried).
@@ -101,7 +102,7 @@ class Freshness:
             else f"MISSING DATA: {day} is not complete although the ingest is done — "
         )
         tail = (
-            " — the hourly ingest is late; the task retries (check analytics_hourly)."
+            " — the hourly ingest is late (check analytics_hourly); check_freshness waits for it."
             if self.retryable
             else " — reload the day (rerun analytics_hourly for its windows / the loader of the"
             " missing columns), then clear check_freshness."

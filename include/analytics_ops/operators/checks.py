@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import BaseOperator, BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-log = logging.getLogger(__name__)
+from include.analytics_ops.operators.job_run import JobRun
 
 
 def _target_date(context: Mapping[str, Any]):
@@ -42,71 +43,23 @@ def _target_date(context: Mapping[str, Any]):
     return day
 
 
-class _Recorded:
-    """``with _Recorded(context, day) as rec:`` — an autocommit connection and the attempt's
-    ``ops.job_runs`` row. ``rec.finish(status, ...)`` records the outcome; an exception escaping
-    the block records ``failed`` with the error (and is re-raised)."""
-
-    def __init__(self, context: Mapping[str, Any], day) -> None:
-        self.context = context
-        self.day = day
-        self.conn = None
-        self.job_run_id: int | None = None
-        self.finished = False
-
-    def __enter__(self) -> _Recorded:
-        from include.analytics_ops import db, store
-
-        try:
-            self.conn = db.connect(autocommit=True)
-        except db.ConfigError as exc:
-            raise AirflowFailException(str(exc)) from None
-        self.key = store.RunKey.from_context(self.context)
-        self.job_run_id = store.start_job_run(self.conn, self.key, target_date=self.day)
-        return self
-
-    def finish(self, status: str, **kwargs: Any) -> None:
-        from include.analytics_ops import store
-
-        store.finish_job_run(self.conn, self.job_run_id, status, **kwargs)
-        self.finished = True
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        from include.analytics_ops import store
-
-        try:
-            if (
-                exc is not None
-                and not self.finished
-                and self.conn is not None
-                and not self.conn.closed
-            ):
-                store.finish_job_run(
-                    self.conn,
-                    self.job_run_id,
-                    "failed",
-                    error_count=1,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                )
-        except Exception:
-            log.exception("could not record the failed attempt in ops.job_runs")
-        finally:
-            if self.conn is not None:
-                self.conn.close()
-        return False
-
-
 # --------------------------------------------------------------------------- freshness
-class FreshnessGateOperator(BaseOperator):
-    """Fail unless the target day's data is complete (row in ``analytics.daily_metrics`` and the
-    ``posthog`` watermark at or past the end of the day in PT).
+class FreshnessGateOperator(BaseSensorOperator):
+    """Wait until the target day's data is complete (row in ``analytics.daily_metrics`` and the
+    PostHog watermark at or past the end of the day in PT — see ``nightly.freshness``).
 
-    Stale (ingest watermark behind): a normal exception — Airflow retries, give the task enough
-    retries/delay to wait for a late ingest. Missing (watermark past the day, row/columns absent):
-    ``AirflowFailException`` — retrying cannot help, a person must reload the day.
+    A sensor in ``reschedule`` mode. Stale (ingest watermark behind): the poke says "not yet" and
+    the task is rescheduled every ``poke_interval`` (no worker slot held in between, no retry
+    spent); the attempt's ``ops.job_runs`` row stays ``running`` with the STALE message as its
+    ``status_message``. Once the data is complete the row ends ``completed``; when ``timeout``
+    (from the first poke) runs out first, it ends ``failed`` (``stale``) and the task fails with
+    the STALE message, not retried. Missing (watermark past the day, row/columns absent):
+    ``AirflowFailException`` at once (row ``failed``, ``missing``) — waiting cannot help, a person
+    must reload the day.
 
     :param stream: the watermark stream (default ``posthog``).
     :param required_columns: ``daily_metrics`` columns that must be set.
+    :param poke_interval: default 5 minutes; ``timeout``: give one within the DAG's deadline.
 
     ``template_fields``: ``stream``.
     """
@@ -119,37 +72,59 @@ class FreshnessGateOperator(BaseOperator):
         *,
         stream: str = "posthog",
         required_columns: Sequence[str] | None = None,
+        mode: str = "reschedule",
+        poke_interval: timedelta | float = timedelta(minutes=5),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(mode=mode, poke_interval=poke_interval, **kwargs)
         self.stream = stream
         self.required_columns = tuple(required_columns) if required_columns else None
 
     def execute(self, context: Mapping[str, Any]) -> None:
+        self.day = _target_date(context)  # a bad param fails before the first poke
+        try:
+            super().execute(context)
+        except AirflowSensorTimeout:
+            message = (
+                f"{self.stale.message()} Timed out after waiting {self.timeout / 60:g} min;"
+                " once the ingest catches up, clear check_freshness."
+            )
+            with JobRun(context, target_date=self.day, resume=True) as job:
+                job.finish(
+                    "failed",
+                    error_count=1,
+                    last_error=message,
+                    stats=self.stale.as_stats(),
+                    status_message="stale",
+                )
+            self.log.error("%s", message)
+            raise AirflowSensorTimeout(message) from None
+
+    def poke(self, context: Mapping[str, Any]) -> bool:
         from include.analytics_ops.nightly import freshness
 
-        day = _target_date(context)
         kwargs = {"required_columns": self.required_columns} if self.required_columns else {}
-        with _Recorded(context, day) as rec:
-            result = freshness.evaluate_freshness(rec.conn, day, stream=self.stream, **kwargs)
-            message = result.message()
+        with JobRun(context, target_date=self.day, resume=True) as job:
+            result = freshness.evaluate_freshness(job.conn, self.day, stream=self.stream, **kwargs)
+            message, stats = result.message(), result.as_stats()
             if result.fresh:
-                rec.finish(
-                    "completed", records_in=1, stats=result.as_stats(), status_message=message
-                )
+                job.finish("completed", records_in=1, stats=stats, status_message=message)
                 self.log.info("%s", message)
-                return
-            rec.finish(
-                "failed",
-                error_count=1,
-                last_error=message,
-                stats=result.as_stats(),
-                status_message="stale" if result.retryable else "missing",
-            )
-        self.log.error("%s", message)
-        if result.retryable:
-            raise freshness.StaleDataError(message)
-        raise AirflowFailException(message)
+                return True
+            if not result.retryable:
+                job.finish(
+                    "failed",
+                    error_count=1,
+                    last_error=message,
+                    stats=stats,
+                    status_message="missing",
+                )
+                self.log.error("%s", message)
+                raise AirflowFailException(message)
+            job.update(stats=stats, status_message=message)
+        self.stale = result
+        self.log.warning("%s", message)
+        return False
 
 
 # --------------------------------------------------------------------------- metric checks
@@ -199,9 +174,9 @@ class _MetricCheckOperator(BaseOperator):
 
         day = _target_date(context)
         cfg = self._config()
-        with _Recorded(context, day) as rec:
-            outcome, stats = run_check(rec.conn, self.metric, self.kind, day, cfg, rec.key.run_id)
-            rec.finish(
+        with JobRun(context, target_date=day) as job:
+            outcome, stats = run_check(job.conn, self.metric, self.kind, day, cfg, job.key.run_id)
+            job.finish(
                 "completed",
                 records_in=stats["history_rows"],
                 records_out=1,
@@ -261,32 +236,23 @@ class WriteProofOperator(BaseOperator):
     ui_color = "#dfe7fd"
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops.callbacks import airflow_ui_url
         from include.analytics_ops.config import artifacts_dir
         from include.analytics_ops.nightly import proof as proof_mod
 
         day = _target_date(context)
         artifacts = artifacts_dir()
-        with _Recorded(context, day) as rec:
-            run_id = rec.key.run_id
-            mine, missing = proof_mod.rows_of_run(proof_mod.load_check_rows(rec.conn, day), run_id)
+        with JobRun(context, target_date=day) as job:
+            run_id = job.key.run_id
+            mine, missing = proof_mod.rows_of_run(proof_mod.load_check_rows(job.conn, day), run_id)
             if missing:
                 raise AirflowFailException(
                     f"no result of this run for {', '.join(missing)} on {day}: the proof is only"
                     " written from the six checks of the same run (clear the check tasks)"
                 )
             proof = proof_mod.build_proof(mine, day, run_id)
-            with rec.conn.transaction():
-                path = proof_mod.store_proof(rec.conn, proof, artifacts)
-            changes = proof_mod.sync_check_alerts(
-                rec.conn,
-                day,
-                proof.checks,
-                dag_id=rec.key.dag_id,
-                run_id=run_id,
-                task_id=rec.key.task_id,
-                url=airflow_ui_url(rec.key.dag_id, run_id, rec.key.task_id),
-            )
+            with job.conn.transaction():
+                path = proof_mod.store_proof(job.conn, proof, artifacts)
+            changes = proof_mod.sync_check_alerts(job.conn, day, proof.checks, **job.origin)
             alert_stats = {c.check_name: c.action for c in changes}
             critical = proof.status == "critical"
             verdict = (
@@ -300,7 +266,7 @@ class WriteProofOperator(BaseOperator):
                 else None
             )
             # The attempt's row mirrors the task: a critical proof is written *and* fails the task.
-            rec.finish(
+            job.finish(
                 "failed" if critical else "completed",
                 records_in=len(mine),
                 records_out=1,
@@ -353,7 +319,6 @@ class CaptureSnapshotOperator(BaseOperator):
     ui_color = "#f3e5f5"
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops.callbacks import airflow_ui_url
         from include.analytics_ops.config import artifacts_dir
         from include.analytics_ops.nightly import freshness
         from include.analytics_ops.nightly import proof as proof_mod
@@ -361,30 +326,22 @@ class CaptureSnapshotOperator(BaseOperator):
 
         day = _target_date(context)
         artifacts = artifacts_dir()
-        with _Recorded(context, day) as rec:
-            fresh = freshness.evaluate_freshness(rec.conn, day)
+        with JobRun(context, target_date=day) as job:
+            fresh = freshness.evaluate_freshness(job.conn, day)
             if not fresh.fresh:
-                rec.finish("cancelled", stats=fresh.as_stats(), status_message=fresh.message())
+                job.finish("cancelled", stats=fresh.as_stats(), status_message=fresh.message())
                 raise AirflowSkipException(f"snapshot not captured: {fresh.message()}")
-            proof_status, missing = proof_mod.status_of_run(rec.conn, day, rec.key.run_id)
+            proof_status, missing = proof_mod.status_of_run(job.conn, day, job.key.run_id)
             if proof_status is None:
                 proof_status = "incomplete"
                 self.log.warning("checks without a result in this run: %s", ", ".join(missing))
             snap = snapshot_mod.capture(
-                rec.conn, day, proof_status=proof_status, run_id=rec.key.run_id
+                job.conn, day, proof_status=proof_status, run_id=job.key.run_id
             )
-            with rec.conn.transaction():
-                path = snapshot_mod.store_snapshot(rec.conn, snap, artifacts)
-            snapshot_mod.sync_snapshot_alert(
-                rec.conn,
-                snap,
-                day,
-                dag_id=rec.key.dag_id,
-                run_id=rec.key.run_id,
-                task_id=rec.key.task_id,
-                url=airflow_ui_url(rec.key.dag_id, rec.key.run_id, rec.key.task_id),
-            )
-            rec.finish(
+            with job.conn.transaction():
+                path = snapshot_mod.store_snapshot(job.conn, snap, artifacts)
+            snapshot_mod.sync_snapshot_alert(job.conn, snap, day, **job.origin)
+            job.finish(
                 "completed" if snap.status == "complete" else "partial",
                 records_out=len(snap.captured),
                 error_count=len(snap.errors),

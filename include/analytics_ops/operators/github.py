@@ -35,6 +35,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, TaskGroup
 from airflow.sdk.exceptions import AirflowFailException
 
+from include.analytics_ops.operators.job_run import JobRun
+
 SYNC_TASK = "sync_github"
 METRICS_TASK = "compute_project_metrics"
 HEALTH_TASK = "score_project_health"
@@ -77,54 +79,6 @@ def _setting(name: str, default: Any, cast: type | None = None) -> Any:
         raise AirflowFailException(f"setting {name} is invalid: {exc}") from exc
 
 
-class _RecordedRun:
-    """``with _RecordedRun(context, target_date=...) as (conn, key, job_run_id):`` opens an
-    autocommit connection and the attempt's ``ops.job_runs`` row; an exception escaping the block
-    finishes the row as failed (and is re-raised, ConfigError → AirflowFailException)."""
-
-    def __init__(self, context: Mapping[str, Any], **window: Any) -> None:
-        self.context = context
-        self.window = window
-        self.conn = None
-        self.job_run_id: int | None = None
-
-    def __enter__(self):
-        from include.analytics_ops import db, store
-
-        try:
-            self.conn = db.connect(autocommit=True)
-        except db.ConfigError as exc:
-            raise AirflowFailException(str(exc)) from exc
-        self.key = store.RunKey.from_context(self.context)
-        self.job_run_id = store.start_job_run(self.conn, self.key, **self.window)
-        return self.conn, self.key, self.job_run_id
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        from include.analytics_ops import store
-        from include.analytics_ops.db import ConfigError
-
-        try:
-            if exc is not None and self.conn is not None and not self.conn.closed:
-                status = "failed"
-                row = self.conn.execute(
-                    "SELECT status FROM ops.job_runs WHERE id = %s", (self.job_run_id,)
-                ).fetchone()
-                if row and row[0] == "running":
-                    store.finish_job_run(
-                        self.conn,
-                        self.job_run_id,
-                        status,
-                        error_count=1,
-                        last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                    )
-        finally:
-            if self.conn is not None:
-                self.conn.close()
-        if isinstance(exc, ConfigError) and not isinstance(exc, AirflowFailException):
-            raise AirflowFailException(str(exc)) from exc
-        return False
-
-
 # --------------------------------------------------------------------------- nightly
 class SyncGitHubOperator(BaseOperator):
     """Sync issues and PRs of every active project from the ``github_api`` connection.
@@ -152,7 +106,6 @@ class SyncGitHubOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import store
         from include.analytics_ops.db import ConfigError
         from include.analytics_ops.github.client import GitHubAuthError, GitHubClient
         from include.analytics_ops.github.sync import LabelConvention, sync_projects
@@ -170,10 +123,10 @@ class SyncGitHubOperator(BaseOperator):
             )
         except (ConfigError, ValueError) as exc:
             raise AirflowFailException(f"GitHub sync is misconfigured: {exc}") from exc
-        with client, _RecordedRun(context, target_date=day) as (conn, key, job_run_id):
+        with client, JobRun(context, target_date=day) as job:
             try:
                 summary = sync_projects(
-                    conn, client, convention, repos=repos, key=key, job_run_id=job_run_id
+                    job.conn, client, convention, repos=repos, key=job.key, job_run_id=job.id
                 )
             except GitHubAuthError as exc:
                 raise AirflowFailException(f"GitHub rejected the token: {exc}") from exc
@@ -182,9 +135,7 @@ class SyncGitHubOperator(BaseOperator):
                 f"{summary.stats['synced']} synced, {summary.stats['not_modified']} not modified,"
                 f" {len(failed)} failed out of {len(summary.outcomes)} projects"
             )
-            store.finish_job_run(
-                conn,
-                job_run_id,
+            job.finish(
                 summary.run_status,
                 records_in=summary.stats["issues_fetched"],
                 records_out=summary.stats["issues_written"],
@@ -211,7 +162,6 @@ class ComputeProjectMetricsOperator(BaseOperator):
     template_fields: Sequence[str] = ()
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import store
         from include.analytics_ops.github import parse_sla_hours
         from include.analytics_ops.github.metrics import compute_project_metrics
 
@@ -220,12 +170,9 @@ class ComputeProjectMetricsOperator(BaseOperator):
             sla = parse_sla_hours(_setting("BUG_SLA_HOURS", "", str))
         except ValueError as exc:
             raise AirflowFailException(f"BUG_SLA_HOURS: {exc}") from exc
-        with _RecordedRun(context, target_date=day) as (conn, key, job_run_id):
-            out = compute_project_metrics(conn, day, sla_hours=sla, run_id=key.run_id)
-            store.finish_job_run(
-                conn,
-                job_run_id,
-                "completed",
+        with JobRun(context, target_date=day) as job:
+            out = compute_project_metrics(job.conn, day, sla_hours=sla, run_id=job.key.run_id)
+            job.finish(
                 records_out=len(out),
                 stats={"projects": len(out), "sla_hours": sla},
                 status_message=f"metrics for {len(out)} projects on {day}",
@@ -241,7 +188,6 @@ class ScoreProjectHealthOperator(BaseOperator):
     template_fields: Sequence[str] = ()
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import store
         from include.analytics_ops.github.health import HealthThresholds, score_project_health
 
         day = _business_date(context)
@@ -249,9 +195,9 @@ class ScoreProjectHealthOperator(BaseOperator):
             thresholds = HealthThresholds.from_settings()
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from exc
-        with _RecordedRun(context, target_date=day) as (conn, _key, job_run_id):
+        with JobRun(context, target_date=day) as job:
             try:
-                out = score_project_health(conn, day, thresholds=thresholds)
+                out = score_project_health(job.conn, day, thresholds=thresholds)
             except LookupError as exc:
                 raise AirflowFailException(str(exc)) from exc
             counts = {s: sum(h.status == s for h in out.values()) for s in ("healthy", "warning")}
@@ -259,10 +205,7 @@ class ScoreProjectHealthOperator(BaseOperator):
             message = f"{len(out)} projects: " + ", ".join(f"{v} {k}" for k, v in counts.items())
             if not out:
                 message = "0 projects: no active project in analytics.projects, nothing to score"
-            store.finish_job_run(
-                conn,
-                job_run_id,
-                "completed",
+            job.finish(
                 records_out=len(out),
                 stats={"projects": len(out), **counts},
                 status_message=message,
@@ -303,7 +246,6 @@ class CleanupOldLogsOperator(BaseOperator):
         self.batch_size = batch_size
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import store
         from include.analytics_ops.dates import run_time
 
         raw = self.retention_days
@@ -316,16 +258,14 @@ class CleanupOldLogsOperator(BaseOperator):
         if days < 1:
             raise AirflowFailException(f"retention must be a whole number of days >= 1, got {raw}")
         cutoff = run_time(context) - timedelta(days=days)
-        with _RecordedRun(context) as (conn, key, job_run_id):
-            deleted = delete_old_job_events(conn, cutoff, batch_size=self.batch_size)
-            verdict = branch_verdict(conn, key.dag_id, key.run_id, self.verify_task_ids)
+        with JobRun(context) as job:
+            deleted = delete_old_job_events(job.conn, cutoff, batch_size=self.batch_size)
+            verdict = branch_verdict(job.conn, job.key.dag_id, job.key.run_id, self.verify_task_ids)
             stats = {"deleted": deleted, "cutoff": cutoff, "retention_days": days, **verdict}
             bad = {t: s for t, s in verdict["tasks"].items() if s != "completed"}
             if bad:
                 message = "branch incomplete: " + ", ".join(f"{t}={s}" for t, s in bad.items())
-                store.finish_job_run(
-                    conn,
-                    job_run_id,
+                job.finish(
                     "failed",
                     records_out=deleted,
                     error_count=len(bad),
@@ -334,10 +274,7 @@ class CleanupOldLogsOperator(BaseOperator):
                     status_message=f"{deleted} old job events deleted; {message}",
                 )
             else:
-                store.finish_job_run(
-                    conn,
-                    job_run_id,
-                    "completed",
+                job.finish(
                     records_out=deleted,
                     stats=stats,
                     status_message=f"{deleted} job events older than {cutoff:%Y-%m-%d} deleted",
@@ -387,7 +324,6 @@ class ComputeBugRiskOperator(BaseOperator):
     template_fields: Sequence[str] = ()
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import store
         from include.analytics_ops.github.risk import RiskConfig, compute_bug_risk
 
         hour = run_hour(context)
@@ -395,8 +331,8 @@ class ComputeBugRiskOperator(BaseOperator):
             config = RiskConfig.from_settings()
         except (ValueError, ArithmeticError) as exc:
             raise AirflowFailException(f"bug-risk settings are invalid: {exc}") from exc
-        with _RecordedRun(context, window_end=hour) as (conn, key, job_run_id):
-            risk = compute_bug_risk(conn, hour, config=config, run_id=key.run_id)
+        with JobRun(context, window_end=hour) as job:
+            risk = compute_bug_risk(job.conn, hour, config=config, run_id=job.key.run_id)
             stats = {
                 "revenue_at_risk": str(risk["revenue_at_risk"]),
                 "open_bugs": risk["open_bugs"],
@@ -405,10 +341,7 @@ class ComputeBugRiskOperator(BaseOperator):
                 "unassigned_critical": len(risk["unassigned_critical"]),
                 "critical_in_breach": len(risk["critical_in_breach"]),
             }
-            store.finish_job_run(
-                conn,
-                job_run_id,
-                "completed",
+            job.finish(
                 records_out=1,
                 stats=stats,
                 status_message=f"${risk['revenue_at_risk']:,.0f}/day at risk,"
@@ -423,8 +356,6 @@ class RaiseBugRiskAlertsOperator(BaseOperator):
     template_fields: Sequence[str] = ()
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import store
-        from include.analytics_ops.callbacks import airflow_ui_url
         from include.analytics_ops.github.risk import RiskConfig, apply_bug_risk_alerts
 
         hour = run_hour(context)
@@ -432,27 +363,17 @@ class RaiseBugRiskAlertsOperator(BaseOperator):
             config = RiskConfig.from_settings()
         except (ValueError, ArithmeticError) as exc:
             raise AirflowFailException(f"bug-risk settings are invalid: {exc}") from exc
-        with _RecordedRun(context, window_end=hour) as (conn, key, job_run_id):
+        with JobRun(context, window_end=hour) as job:
             try:
                 result = apply_bug_risk_alerts(
-                    conn,
-                    hour,
-                    config=config,
-                    now=datetime.now(UTC),
-                    dag_id=key.dag_id,
-                    run_id=key.run_id,
-                    task_id=key.task_id,
-                    url=airflow_ui_url(key.dag_id, key.run_id, key.task_id),
+                    job.conn, hour, config=config, now=datetime.now(UTC), **job.origin
                 )
             except LookupError as exc:
                 raise AirflowFailException(str(exc)) from exc
             kinds: dict[str, int] = {}
             for t in result["transitions"]:
                 kinds[t["transition"]] = kinds.get(t["transition"], 0) + 1
-            store.finish_job_run(
-                conn,
-                job_run_id,
-                "completed",
+            job.finish(
                 records_out=len(result["transitions"]),
                 stats={"transitions": kinds, "skipped": result["skipped"]},
                 status_message=result["skipped"]

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from include.analytics_ops.inventory import ALERT_KEY, CONN_ID
+from include.analytics_ops.operators.job_run import JobRun
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,6 @@ log = logging.getLogger(__name__)
 #: ``refresh_label`` is set during execute (adding the failure count); before that the label
 #: comes straight from the expanded batch descriptor.
 MAP_INDEX_TEMPLATE = "{{ refresh_label | default(task.batch['label']) }}"
-
-
-def _fail(message: str):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(message)
 
 
 class ListRefreshJobsOperator(BaseOperator):
@@ -56,38 +52,28 @@ class ListRefreshJobsOperator(BaseOperator):
         self.min_batch_size = min_batch_size
 
     def execute(self, context: Mapping[str, Any]) -> list[dict[str, Any]]:
-        from include.analytics_ops import db, store
         from include.analytics_ops.config import setting
         from include.analytics_ops.inventory import jobs
 
-        key = store.RunKey.from_context(context)
         try:
             client_ids, platforms = jobs.parse_params(context.get("params"))
         except jobs.InvalidRefreshParams as exc:
-            raise _fail(str(exc)) from None
+            raise AirflowFailException(str(exc)) from None
         max_batches = self.max_batches or setting("INVENTORY_MAX_BATCHES", 64, int)
         min_size = self.min_batch_size or setting("INVENTORY_MIN_BATCH_CLIENTS", 25, int)
 
-        with db.connect(autocommit=True) as conn:
-            job_run_id = store.start_job_run(conn, key)
-            try:
-                clients = jobs.select_clients(conn, client_ids)
-                batches = jobs.plan_batches(
-                    clients, platforms, max_batches=max_batches, min_batch_size=min_size
-                )
-                n_jobs = jobs.record_work_list(
-                    conn,
-                    key.run_id,
-                    batches,
-                    platforms=platforms,
-                    requested_client_ids=client_ids,
-                )
-            except (jobs.InvalidRefreshParams, ValueError) as exc:
-                store.finish_job_run(conn, job_run_id, "failed", last_error=str(exc))
-                raise _fail(str(exc)) from None
-            except Exception as exc:
-                store.finish_job_run(conn, job_run_id, "failed", last_error=repr(exc)[:2000])
-                raise
+        with JobRun(context, permanent=(ValueError,)) as job:  # InvalidRefreshParams too
+            clients = jobs.select_clients(job.conn, client_ids)
+            batches = jobs.plan_batches(
+                clients, platforms, max_batches=max_batches, min_batch_size=min_size
+            )
+            n_jobs = jobs.record_work_list(
+                job.conn,
+                job.key.run_id,
+                batches,
+                platforms=platforms,
+                requested_client_ids=client_ids,
+            )
             scope = "requested" if client_ids is not None else "active"
             if clients:
                 log.info("Found %d %s clients for analytics refresh", len(clients), scope)
@@ -107,10 +93,7 @@ class ListRefreshJobsOperator(BaseOperator):
             )
             for b in batches:
                 log.info("  %s", b.label)
-            store.finish_job_run(
-                conn,
-                job_run_id,
-                "completed",
+            job.finish(
                 records_in=len(clients),
                 records_out=n_jobs,
                 stats={
@@ -154,12 +137,11 @@ class RefreshInventoryBatchOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import db, store
+        from include.analytics_ops import db
         from include.analytics_ops.config import setting
         from include.analytics_ops.inventory.api import InventoryApi, RetryPolicy
         from include.analytics_ops.inventory.results import run_batch
 
-        key = store.RunKey.from_context(context)
         number = int(self.batch["batch"])
         label = str(self.batch.get("label") or f"batch {number}")
         context["refresh_label"] = label  # type: ignore[index]
@@ -169,29 +151,24 @@ class RefreshInventoryBatchOperator(BaseOperator):
                 timeout_seconds=setting("INVENTORY_TIMEOUT_SECONDS", 60.0, float),
             )
         except db.ConfigError as exc:
-            raise _fail(str(exc)) from None
+            raise AirflowFailException(str(exc)) from None
         policy = RetryPolicy(
             max_attempts=max(1, setting("INVENTORY_MAX_ATTEMPTS", 3, int)),
             backoff_seconds=setting("INVENTORY_BACKOFF_SECONDS", 1.0, float),
         )
         skip_successful = setting("INVENTORY_RETRY_ONLY_FAILED", True, bool)
 
-        with db.connect(autocommit=True) as conn:
-            job_run_id = store.start_job_run(conn, key)
-            try:
-                report = run_batch(
-                    conn,
-                    api,
-                    key.run_id,
-                    number,
-                    concurrency=self.concurrency,
-                    policy=policy,
-                    task_try=key.try_number,
-                    skip_successful=skip_successful,
-                )
-            except Exception as exc:
-                store.finish_job_run(conn, job_run_id, "failed", last_error=repr(exc)[:2000])
-                raise
+        with JobRun(context) as job:
+            report = run_batch(
+                job.conn,
+                api,
+                job.key.run_id,
+                number,
+                concurrency=self.concurrency,
+                policy=policy,
+                task_try=job.key.try_number,
+                skip_successful=skip_successful,
+            )
             status = (
                 "completed"
                 if not report.failed
@@ -199,9 +176,7 @@ class RefreshInventoryBatchOperator(BaseOperator):
                 if report.succeeded or report.skipped
                 else "failed"
             )
-            store.finish_job_run(
-                conn,
-                job_run_id,
+            job.finish(
                 status,
                 records_in=report.jobs,
                 records_out=report.succeeded + report.skipped,
@@ -230,7 +205,7 @@ class RefreshInventoryBatchOperator(BaseOperator):
             # Transient (5xx/429/timeout): let Airflow retry this batch later; the retry calls
             # only the jobs that are not successful yet.
             raise RuntimeError(message + "; transient errors, the batch will be retried")
-        raise _fail(message + "; permanent errors (4xx / refused), not retried")
+        raise AirflowFailException(message + "; permanent errors (4xx / refused), not retried")
 
 
 class SummarizeRefreshOperator(BaseOperator):
@@ -247,7 +222,7 @@ class SummarizeRefreshOperator(BaseOperator):
     ui_color = "#eafbea"
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, int]:
-        from include.analytics_ops import alerts, db, store
+        from include.analytics_ops import alerts
         from include.analytics_ops.callbacks import airflow_ui_url
         from include.analytics_ops.config import setting
         from include.analytics_ops.inventory.results import (
@@ -256,11 +231,10 @@ class SummarizeRefreshOperator(BaseOperator):
             read_summary,
         )
 
-        key = store.RunKey.from_context(context)
         max_lines = setting("INVENTORY_SUMMARY_MAX_LINES", 1000, int)
-        url = airflow_ui_url(key.dag_id, key.run_id)
-        with db.connect(autocommit=True) as conn:
-            job_run_id = store.start_job_run(conn, key)
+        with JobRun(context) as job:
+            conn, key = job.conn, job.key
+            url = airflow_ui_url(key.dag_id, key.run_id)
             summary = read_summary(conn, key.run_id)
             if not summary.listed:
                 message = (
@@ -279,8 +253,8 @@ class SummarizeRefreshOperator(BaseOperator):
                     task_id=key.task_id,
                     url=url,
                 )
-                store.finish_job_run(conn, job_run_id, "failed", last_error=message)
-                raise _fail(message)
+                job.finish("failed", last_error=message)
+                raise AirflowFailException(message)
 
             shown = 0
             for result in summary.results:
@@ -315,10 +289,7 @@ class SummarizeRefreshOperator(BaseOperator):
                     alerts.resolve_alert(
                         conn, ALERT_KEY, note=f"run {key.run_id}: {summary.headline}"
                     )
-                store.finish_job_run(
-                    conn,
-                    job_run_id,
-                    "completed",
+                job.finish(
                     records_in=summary.total,
                     records_out=summary.successful,
                     stats=counts,
@@ -344,9 +315,7 @@ class SummarizeRefreshOperator(BaseOperator):
                 url=url,
                 details={**counts, "failed_clients": clients[:200]},
             )
-            store.finish_job_run(
-                conn,
-                job_run_id,
+            job.finish(
                 "partial" if summary.successful else "failed",
                 records_in=summary.total,
                 records_out=summary.successful,
@@ -354,7 +323,7 @@ class SummarizeRefreshOperator(BaseOperator):
                 last_error=title,
                 stats=counts,
             )
-        raise _fail(
+        raise AirflowFailException(
             f"{summary.headline}; failed clients: {', '.join(clients[:50])}"
             f"{' …' if len(clients) > 50 else ''}"
         )

@@ -16,14 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.analytics_ops.operators.job_run import JobRun
 
 log = logging.getLogger(__name__)
-
-
-def _fail(message: str):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(message)
 
 
 def _paths_param(context: Mapping[str, Any], configured: str | None) -> tuple[str, list[str]]:
@@ -44,16 +41,18 @@ def _paths_param(context: Mapping[str, Any], configured: str | None) -> tuple[st
     value = params.get("ledger_paths")
     if value not in (None, ""):
         if not isinstance(value, str) or "\x00" in value:
-            raise _fail(f"params.ledger_paths must be a comma-separated string, got {value!r}")
+            raise AirflowFailException(
+                f"params.ledger_paths must be a comma-separated string, got {value!r}"
+            )
         if not roots:
-            raise _fail(
+            raise AirflowFailException(
                 "params.ledger_paths refused: no LEDGER_ROOTS (or LEDGER_PATHS) is configured,"
                 " so no directory may be read"
             )
         try:
             check_requested_paths(value, roots)
         except LedgerPathError as exc:
-            raise _fail(f"params.ledger_paths refused: {exc}") from None
+            raise AirflowFailException(f"params.ledger_paths refused: {exc}") from None
         return value, roots
     return trusted, roots
 
@@ -75,32 +74,21 @@ class CollectLedgerOperator(BaseOperator):
         self.paths = paths
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        from include.analytics_ops import db, store
         from include.analytics_ops.alerts import log_text
         from include.analytics_ops.ledger import collect
         from include.analytics_ops.ledger.collector import Limits
 
-        key = store.RunKey.from_context(context)
         paths, roots = _paths_param(context, self.paths)
         try:
             limits = Limits.from_settings()
         except ValueError as exc:
-            raise _fail(str(exc)) from None
-        with db.connect(autocommit=True) as conn:
-            job_run_id = store.start_job_run(conn, key)
+            raise AirflowFailException(str(exc)) from None
+        with JobRun(context) as job:
             if not paths.strip():
                 log.warning("LEDGER_PATHS is empty: nothing to collect")
-                store.finish_job_run(
-                    conn, job_run_id, "completed", status_message="no LEDGER_PATHS configured"
-                )
+                job.finish(status_message="no LEDGER_PATHS configured")
                 return {"files": 0}
-            try:
-                result = collect(conn, paths, roots=roots, limits=limits)
-            except Exception as exc:
-                store.finish_job_run(
-                    conn, job_run_id, "failed", last_error=f"{type(exc).__name__}: {exc}"[:2000]
-                )
-                raise
+            result = collect(job.conn, paths, roots=roots, limits=limits)
             summary = result.summary()
             for f in result.files:
                 log.info(
@@ -120,9 +108,7 @@ class CollectLedgerOperator(BaseOperator):
                 message += f", {len(result.refused)} paths refused"
             if result.errors:
                 message += f", {len(result.errors)} files failed"
-            store.finish_job_run(
-                conn,
-                job_run_id,
+            job.finish(
                 "partial" if problems else "completed",
                 records_in=result.lines,
                 records_out=result.inserted,
@@ -153,31 +139,19 @@ class EvaluateJobHealthOperator(BaseOperator):
         self.run_source = run_source
 
     def execute(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        from include.analytics_ops import db, store
         from include.analytics_ops.monitoring.evaluate import evaluate_all
         from include.analytics_ops.monitoring.sources import primary_source
 
-        key = store.RunKey.from_context(context)
         try:
             source = primary_source(self.run_source) if self.run_source else primary_source()
         except ValueError as exc:
-            raise _fail(str(exc)) from None
-        with db.connect(autocommit=True) as conn:
-            job_run_id = store.start_job_run(conn, key)
-            try:
-                result = evaluate_all(conn, source=source)
-            except Exception as exc:
-                store.finish_job_run(
-                    conn, job_run_id, "failed", last_error=f"{type(exc).__name__}: {exc}"[:2000]
-                )
-                raise
+            raise AirflowFailException(str(exc)) from None
+        with JobRun(context) as job:
+            result = evaluate_all(job.conn, source=source)
             summary = result.summary()
             for st in result.states:
                 log.info("%-34s %-8s %s", st.job_key, st.state, st.reason)
-            store.finish_job_run(
-                conn,
-                job_run_id,
-                "completed",
+            job.finish(
                 records_in=len(result.states),
                 records_out=len(result.flips),
                 stats=summary,

@@ -19,16 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.analytics_ops.operators.job_run import JobRun
 
 log = logging.getLogger(__name__)
 DEFAULT_SENDER = "analytics-ops@localhost"
 SENT_EVENT = "cto_report_sent"
-
-
-def _fail(message: str):
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(message)
 
 
 class _WeeklyOperator(BaseOperator):
@@ -36,18 +33,17 @@ class _WeeklyOperator(BaseOperator):
 
     template_fields: tuple[str, ...] = ()
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:  # pragma: no cover
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops import db, store
         from include.analytics_ops.reports import window as window_mod
 
         try:
             window_mod.validate_params(context.get("params"))
             window = window_mod.window_from_context(context)
         except window_mod.InvalidWeeklyParams as exc:
-            raise _fail(str(exc)) from None
+            raise AirflowFailException(str(exc)) from None
         log.info(
             "reporting week %s (%s .. %s), report date %s",
             window.label,
@@ -55,32 +51,17 @@ class _WeeklyOperator(BaseOperator):
             window.end,
             window.report_date,
         )
-        key = store.RunKey.from_context(context)
         start_utc, end_utc = window.utc_bounds()
-        with db.connect(autocommit=True) as conn:
-            job_run_id = store.start_job_run(
-                conn,
-                key,
-                window_start=start_utc,
-                window_end=end_utc,
-                target_date=window.report_date,
-            )
-            try:
-                outcome = self.work(conn, window, context, key)
-            except Exception as exc:
-                store.finish_job_run(
-                    conn,
-                    job_run_id,
-                    "failed",
-                    error_count=1,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                )
-                if isinstance(exc, ValueError):  # config/param errors: retrying will not help
-                    raise _fail(f"{type(exc).__name__}: {exc}") from exc
-                raise
-            store.finish_job_run(
-                conn,
-                job_run_id,
+        # ValueError: config/param errors, retrying will not help
+        with JobRun(
+            context,
+            permanent=(ValueError,),
+            window_start=start_utc,
+            window_end=end_utc,
+            target_date=window.report_date,
+        ) as job:
+            outcome = self.work(job, window, context)
+            job.finish(
                 outcome.get("status", "completed"),
                 records_in=outcome.get("records_in"),
                 records_out=outcome.get("records_out"),
@@ -93,11 +74,11 @@ class _WeeklyOperator(BaseOperator):
 class ExportMetricsCsvOperator(_WeeklyOperator):
     """Write ``exports/metrics-weekly-YYYYMMDD.csv`` (+ ``projects-weekly-YYYYMMDD.csv``)."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.config import artifacts_dir
         from include.analytics_ops.reports.export import export_metrics
 
-        result = export_metrics(conn, window, artifacts_dir())
+        result = export_metrics(job.conn, window, artifacts_dir())
         if result.days_with_data < len(window.days):
             log.warning(
                 "only %d of %d days of the week have daily_metrics rows",
@@ -123,12 +104,12 @@ class ExportMetricsCsvOperator(_WeeklyOperator):
 class BuildCtoReportOperator(_WeeklyOperator):
     """Render ``reports/cto-report-YYYYMMDD.html`` (+ the ready-to-send ``.eml``)."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.config import artifacts_dir, setting
         from include.analytics_ops.reports.report import build_report
 
         result = build_report(
-            conn,
+            job.conn,
             window,
             artifacts_dir(),
             slow_run_seconds=setting("REPORT_SLOW_RUN_SECONDS", 300.0, float),
@@ -160,7 +141,7 @@ class SendCtoReportOperator(_WeeklyOperator):
         super().__init__(**kwargs)
         self.smtp_conn_id = smtp_conn_id
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops import store
         from include.analytics_ops.config import artifacts_dir, setting
         from include.analytics_ops.reports import email as email_mod
@@ -178,9 +159,11 @@ class SendCtoReportOperator(_WeeklyOperator):
                 "stats": {"sent": False, "html": str(html_path)},
             }
         if not eml_path.is_file():
-            raise _fail(f"{eml_path} is missing: clear build_cto_report of this run to rebuild it")
+            raise AirflowFailException(
+                f"{eml_path} is missing: clear build_cto_report of this run to rebuild it"
+            )
         resend = bool((context.get("params") or {}).get("resend_email", False))
-        already = conn.execute(
+        already = job.conn.execute(
             "SELECT details->'recipients' FROM ops.job_events WHERE event_type = %s"
             " AND entity_id = %s ORDER BY id DESC LIMIT 1",
             (SENT_EVENT, window.stamp),
@@ -200,20 +183,20 @@ class SendCtoReportOperator(_WeeklyOperator):
         try:
             smtp = email_mod.SmtpSettings.from_airflow(self.smtp_conn_id)
         except email_mod.EmailConfigError as exc:
-            raise _fail(f"{exc}; the report is at {html_path}") from None
+            raise AirflowFailException(f"{exc}; the report is at {html_path}") from None
         sender = setting("EMAIL_FROM", "", str) or smtp.from_email or DEFAULT_SENDER
         msg = email_mod.load_message(eml_path)
         log.info("sending %s to %d recipient(s) via %r", eml_path.name, len(recipients), smtp)
         try:
             refused = email_mod.send_message(smtp, msg, sender, recipients)
         except email_mod.EmailConfigError as exc:
-            raise _fail(f"{exc}; the report is at {html_path}") from None
+            raise AirflowFailException(f"{exc}; the report is at {html_path}") from None
         accepted = [r for r in recipients if r not in refused]
         store.log_event(
-            conn,
+            job.conn,
             SENT_EVENT,
             f"CTO report {window.stamp} sent to {len(accepted)} recipient(s)",
-            key=key,
+            key=job.key,
             entity_id=window.stamp,
             details={
                 "recipients": recipients,
@@ -238,7 +221,7 @@ class SendCtoReportOperator(_WeeklyOperator):
 class ArchiveOldRecordsOperator(_WeeklyOperator):
     """Trim ops tables and old artifacts, archiving what is removed (``reports.retention``)."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.config import artifacts_dir, setting
         from include.analytics_ops.reports.retention import RetentionPolicy, apply_retention
 
@@ -248,7 +231,7 @@ class ArchiveOldRecordsOperator(_WeeklyOperator):
             max_age_days=setting("RETENTION_MAX_AGE_DAYS", 90, int),
         )
         result = apply_retention(
-            conn, window.report_date, artifacts_dir(), policy, run_id=key.run_id
+            job.conn, window.report_date, artifacts_dir(), policy, run_id=job.key.run_id
         )
         counts = ", ".join(f"{k}={v}" for k, v in result.removed.items())
         where = f"; archived in {result.archive_file}" if result.archive_file else ""
@@ -268,18 +251,10 @@ class ArchiveOldRecordsOperator(_WeeklyOperator):
 class CheckProjectHealthOperator(_WeeklyOperator):
     """Status of every active project; warning/critical → alert, healthy → resolve."""
 
-    def work(self, conn, window, context, key) -> dict[str, Any]:
-        from include.analytics_ops.callbacks import airflow_ui_url
+    def work(self, job: JobRun, window, context) -> dict[str, Any]:
         from include.analytics_ops.reports.health import check_project_health
 
-        result = check_project_health(
-            conn,
-            window.end,
-            dag_id=key.dag_id,
-            run_id=key.run_id,
-            task_id=key.task_id,
-            url=airflow_ui_url(key.dag_id, key.run_id, key.task_id),
-        )
+        result = check_project_health(job.conn, window.end, **job.origin)
         for s in result.statuses:
             log.info(
                 "%-8s %3d  %s (%s): %s", s.status, s.score, s.name, s.repo, "; ".join(s.reasons)

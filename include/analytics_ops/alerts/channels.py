@@ -184,10 +184,8 @@ def _slack_url(fields: Mapping[str, Any]) -> str | None:
 
 def configured_channels() -> list[Channel]:
     """The channels to notify, from settings and the connections that exist."""
-    wanted = [
-        c.strip().lower() for c in str(setting("ALERT_CHANNELS", "log,slack,email")).split(",")
-    ]
-    timeout = float(setting("ALERT_CHANNEL_TIMEOUT_SECONDS", 10.0, float))
+    wanted = [c.lower() for c in setting("ALERT_CHANNELS", ["log", "slack", "email"])]
+    timeout = setting("ALERT_CHANNEL_TIMEOUT_SECONDS", 10.0)
     channels: list[Channel] = [LogChannel()]  # always
     if "slack" in wanted:
         fields = connection_fields(SLACK_CONN_ID)
@@ -198,11 +196,7 @@ def configured_channels() -> list[Channel]:
             log.warning("connection %s has no webhook URL (password or host)", SLACK_CONN_ID)
     if "email" in wanted:
         fields = connection_fields(SMTP_CONN_ID)
-        recipients = [
-            r.strip()
-            for r in str(setting("ALERT_EMAILS", "") or setting("REPORT_EMAILS", "")).split(",")
-            if r.strip()
-        ]
+        recipients = setting("ALERT_EMAILS", []) or setting("REPORT_EMAILS", [])
         if fields and fields.get("host") and recipients:
             from include.analytics_ops.reports.email import SmtpSettings
 

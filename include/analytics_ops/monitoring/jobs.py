@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from include.analytics_ops.config import duration, setting
+
 PT = "America/Los_Angeles"
 UTC_TZ = "UTC"
 
@@ -104,21 +106,16 @@ def _apply(job: MonitoredJob, spec: Mapping[str, Any]) -> MonitoredJob:
     return replace(job, **changes)
 
 
-def _json_setting(name: str) -> dict[str, Any]:
-    from include.analytics_ops.config import setting
-
-    raw = setting(name, "")
-    if not raw:
-        return {}
-    value = json.loads(raw) if isinstance(raw, str) else raw
+def _json_object(raw: str) -> dict[str, Any]:
+    value = json.loads(raw) if raw.strip() else {}
     if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object, got {type(value).__name__}")
+        raise ValueError(f"must be a JSON object, got {type(value).__name__}")
     return value
 
 
 def dag_jobs(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[MonitoredJob]:
     """The DAG monitors with ``HEALTH_JOBS`` overrides (pass ``overrides`` to skip the lookup)."""
-    overrides = _json_setting("HEALTH_JOBS") if overrides is None else overrides
+    overrides = setting("HEALTH_JOBS", {}, _json_object) if overrides is None else overrides
     jobs = [_apply(j, overrides.get(j.name, {})) for j in DAG_JOBS]
     return [j for j in jobs if j.enabled]
 
@@ -149,10 +146,9 @@ def ledger_job(
 
 
 def settings_for_ledger() -> tuple[dict[str, Any], timedelta, timedelta]:
-    from include.analytics_ops.config import setting
-
+    """``LEDGER_JOBS``, ``LEDGER_EXPECTED_INTERVAL_SECONDS`` and ``LEDGER_GRACE_SECONDS``."""
     return (
-        _json_setting("LEDGER_JOBS"),
-        timedelta(seconds=float(setting("LEDGER_EXPECTED_INTERVAL_SECONDS", 3600.0, float))),
-        timedelta(seconds=float(setting("LEDGER_GRACE_SECONDS", 900.0, float))),
+        setting("LEDGER_JOBS", {}, _json_object),
+        setting("LEDGER_EXPECTED_INTERVAL_SECONDS", timedelta(hours=1), duration("seconds")),
+        setting("LEDGER_GRACE_SECONDS", timedelta(minutes=15), duration("seconds")),
     )

@@ -95,8 +95,9 @@ def _variable(name: str) -> str | None:
     """Variable ``name`` from the secrets backends the Task SDK picks (a configured one,
     ``AIRFLOW_VAR_<NAME>``, then the API server in a task; outside a task there is none), or None.
 
-    Not ``Variable.get``: its ``ExecutionAPISecretsBackend`` answers None both to "not set" and to
-    "the API server failed" (task-sdk 1.3.2), which would silently skip a UI override.
+    Not ``Variable.get``: it logs a failing backend and goes on to the next, and its
+    ``ExecutionAPISecretsBackend`` answers None both to "not set" and to "the API server failed"
+    (task-sdk 1.3.2), which would silently skip a UI override. Here only "not set" is None.
     """
     from airflow.sdk.exceptions import ErrorType
     from airflow.sdk.execution_time import task_runner
@@ -105,18 +106,19 @@ def _variable(name: str) -> str | None:
     from airflow.sdk.execution_time.supervisor import ensure_secrets_backend_loaded
 
     for backend in ensure_secrets_backend_loaded():
-        if not isinstance(backend, ExecutionAPISecretsBackend):
-            value = backend.get_variable(key=name)
-        else:
-            try:
+        try:
+            if not isinstance(backend, ExecutionAPISecretsBackend):
+                value = backend.get_variable(key=name)
+            else:
                 reply = task_runner.SUPERVISOR_COMMS.send(GetVariable(key=name))
-            except Exception as exc:
-                raise SettingUnavailable(f"setting {name}: the API server failed: {exc}") from exc
-            if isinstance(reply, ErrorResponse) and reply.error == ErrorType.VARIABLE_NOT_FOUND:
-                continue
-            if not isinstance(reply, VariableResult):
-                raise SettingUnavailable(f"setting {name}: the API server answered {reply!r}")
-            value = reply.value
+                if isinstance(reply, ErrorResponse) and reply.error == ErrorType.VARIABLE_NOT_FOUND:
+                    continue
+                if not isinstance(reply, VariableResult):
+                    raise RuntimeError(f"the API server answered {reply!r}")
+                value = reply.value
+        except Exception as exc:
+            what = type(backend).__name__
+            raise SettingUnavailable(f"setting {name}: {what} failed: {exc!r}") from exc
         if value is not None:
             return value
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, field, fields
 from datetime import timedelta
 from typing import Any, Self, TypeVar
@@ -132,11 +132,9 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 def setting(name: str, default: T, cast: Callable[[str], Any] | None = None) -> T:
     """Runtime setting ``name``: Airflow Variable > environment variable > ``default``, parsed by
     ``cast`` (default: the type of ``default``; ``bool`` takes true/false, yes/no, on/off, 1/0,
-    ``list`` a comma-separated list). A value ``cast`` refuses is a :class:`SettingError`.
-
-    Inside a task each name is looked up once, for the task's life (the cache follows the task's
-    supervisor channel, so each task of ``airflow dags test`` reads afresh); outside a task (CLIs,
-    tests, the api-server plugin) every call reads the environment again. Never at module level.
+    ``list`` a comma-separated list); a value ``cast`` refuses is a :class:`SettingError`.
+    In a task each name is looked up once (the cache follows the task's supervisor channel: each
+    task of ``airflow dags test`` reads afresh); outside a task every call reads the environment.
     """
     global _task_cache
     from airflow.sdk.execution_time import task_runner
@@ -163,12 +161,10 @@ def setting(name: str, default: T, cast: Callable[[str], Any] | None = None) -> 
         raise SettingError(f"setting {name}={text!r}: {exc}") from exc
 
 
-def from_setting(
-    name: str, default: Any = MISSING, parse: Callable | None = None, **kw: Any
-) -> Any:
+def from_setting(name: str, default: Any = MISSING, parse: Any = None, **kw: Any) -> Any:
     """A :class:`FromSettings` field read from setting ``name`` by ``parse`` (default: the type of
     ``default``); ``kw`` go to ``dataclasses.field`` (``default_factory``)."""
-    return field(default=default, metadata={"setting": name, "parse": parse}, **kw)
+    return field(default=default, metadata={"setting": name, "parse": parse or type(default)}, **kw)
 
 
 class FromSettings:
@@ -178,11 +174,18 @@ class FromSettings:
     def from_settings(cls) -> Self:
         """The dataclass with the settings that are set (call inside a task or CLI only)."""
         fs = [f for f in fields(cls) if "setting" in f.metadata]  # type: ignore[arg-type]
-        values = {
-            f.name: setting(f.metadata["setting"], MISSING, f.metadata["parse"] or type(f.default))
-            for f in fs
-        }
+        values = {f.name: setting(f.metadata["setting"], MISSING, f.metadata["parse"]) for f in fs}
         return cls(**{k: v for k, v in values.items() if v is not MISSING})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The values for a JSON record of what a run used (``store.jsonb``): sets sorted."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, frozenset | set):
+                return sorted(value)
+            return dict(value) if isinstance(value, Mapping) else value
+
+        return {f.name: plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
 
 def duration(unit: str) -> Callable[[str], timedelta]:

@@ -65,13 +65,6 @@ class RiskConfig(FromSettings):
         if self.revenue_threshold < 0:
             raise ValueError("BUG_RISK_REVENUE_THRESHOLD must be >= 0")
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "sla_hours": dict(self.sla_hours),
-            "revenue_threshold": str(self.revenue_threshold),
-            "alert_max_lag_hours": self.alert_max_lag_hours,
-        }
-
 
 def _bug_ref(b: Item, as_of: datetime) -> dict[str, Any]:
     return {

@@ -81,14 +81,6 @@ class LabelConvention(FromSettings):
             if sev not in SEVERITIES:
                 raise ValueError(f"severity alias {alias!r} -> {sev!r}: not one of {SEVERITIES}")
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "bug_labels": sorted(self.bug_labels),
-            "severity_prefix": self.severity_prefix,
-            "revenue_prefix": self.revenue_prefix,
-            "severity_aliases": dict(self.severity_aliases),
-        }
-
     def classify(self, labels: Iterable[str]) -> tuple[bool, str | None, Decimal]:
         """(is_bug, severity or None, revenue impact in dollars per day) for a label list."""
         names = [n.strip().lower() for n in labels]

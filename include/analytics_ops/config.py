@@ -193,6 +193,9 @@ def duration(unit: str) -> Callable[[str], timedelta]:
     return lambda raw: timedelta(**{unit: float(raw)})
 
 
+seconds, minutes, days = duration("seconds"), duration("minutes"), duration("days")
+
+
 def pairs(raw: str) -> dict[str, str]:
     """The parse of ``"key=value,key=value"`` into a dict, lower-cased."""
     out: dict[str, str] = {}

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from include.analytics_ops.config import duration, setting
+from include.analytics_ops.config import seconds, setting
 
 SEVERITIES = ("info", "warning", "critical")
 RANK = {s: i for i, s in enumerate(SEVERITIES)}
-seconds = duration("seconds")
 
 
 def reminder_interval() -> timedelta:

@@ -65,9 +65,7 @@ def _labels(raw: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class LabelConvention(FromSettings):
-    """How labels map to bug / severity / revenue impact (see module docstring); the settings
-    ``GITHUB_BUG_LABELS`` (comma-separated), ``GITHUB_SEVERITY_LABEL_PREFIX``,
-    ``GITHUB_REVENUE_LABEL_PREFIX`` and ``GITHUB_SEVERITY_ALIASES`` (``label=severity,...``)."""
+    """How labels map to bug / severity / revenue impact (settings: see module docstring)."""
 
     bug_labels: frozenset[str] = from_setting("GITHUB_BUG_LABELS", frozenset({"bug"}), _labels)
     severity_prefix: str = from_setting("GITHUB_SEVERITY_LABEL_PREFIX", "severity:", str.lower)

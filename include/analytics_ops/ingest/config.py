@@ -1,8 +1,7 @@
 """Ingest settings with their defaults, and the event → rollup mapping.
 
-Every setting is a field of ``IngestConfig``, read by ``IngestConfig.from_settings()`` inside a
-task (Airflow Variable of the same name > environment variable > default, see
-``include.analytics_ops.config.FromSettings``):
+Every setting is read by ``IngestConfig.from_settings()`` inside a task (Airflow Variable of the
+same name > environment variable > default, see ``include.analytics_ops.config.FromSettings``):
 
 | setting | default | meaning |
 |---|---|---|
@@ -34,7 +33,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from include.analytics_ops.config import FromSettings, duration, from_setting
+from include.analytics_ops.config import FromSettings, days, from_setting, minutes
 
 MAX_PAGE_SIZE = 50_000
 
@@ -105,15 +104,13 @@ class EventMapping:
         unknown = set(data) - set(known)
         if unknown:
             raise ValueError(f"POSTHOG_EVENT_MAPPING has unknown keys: {sorted(unknown)}")
-        kwargs: dict[str, Any] = {}
-        for name, value in data.items():
-            if name.endswith("_events"):
-                if isinstance(value, str):
-                    value = [value]
-                kwargs[name] = tuple(str(v) for v in value)
-            else:
-                kwargs[name] = str(value)
-        return replace(cls(), **kwargs)
+
+        def typed(name: str, value: Any) -> Any:
+            if not name.endswith("_events"):
+                return str(value)
+            return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+
+        return replace(cls(), **{name: typed(name, value) for name, value in data.items()})
 
 
 def _event_lists(text: str | Mapping[str, Any] | None, default: dict) -> dict[str, tuple]:
@@ -151,9 +148,6 @@ def parse_instant(value: Any, name: str) -> datetime:
     if utc is None or not lo <= utc < hi:
         raise ValueError(f"{name} must lie in [{lo:%Y-%m-%d}, {hi:%Y-%m-%d}) UTC, got {value!r}")
     return utc
-
-
-minutes, days = duration("minutes"), duration("days")
 
 
 def _hours_list(raw: str) -> tuple[timedelta, ...]:

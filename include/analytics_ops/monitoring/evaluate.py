@@ -196,7 +196,6 @@ def _pool_states(
 
 
 def _ledger_states(conn: psycopg.Connection, now: datetime) -> list[HealthState]:
-    specs, default_interval, default_grace = registry.settings_for_ledger()
     names = [
         r[0]
         for r in conn.execute(
@@ -206,13 +205,8 @@ def _ledger_states(conn: psycopg.Connection, now: datetime) -> list[HealthState]
     out = []
     for name in names:
         runs = ledger_runs(conn, name, now)
-        job, origin = registry.ledger_job(
-            name,
-            [r.anchor for r in runs if r.anchor is not None][-50:] if runs else [],
-            specs.get(name),
-            default_interval=default_interval,
-            default_grace=default_grace,
-        )
+        anchors = [r.anchor for r in runs if r.anchor is not None][-50:] if runs else []
+        job, origin = registry.ledger_job(name, anchors)
         if not job.enabled:
             continue
         out.append(

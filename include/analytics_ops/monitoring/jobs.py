@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from include.analytics_ops.config import duration, setting
+from include.analytics_ops.config import seconds, setting
 
 PT = "America/Los_Angeles"
 UTC_TZ = "UTC"
@@ -121,16 +121,13 @@ def dag_jobs(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[M
 
 
 def ledger_job(
-    name: str,
-    recent_ts: Sequence[datetime] = (),
-    spec: Mapping[str, Any] | None = None,
-    *,
-    default_interval: timedelta = timedelta(hours=1),
-    default_grace: timedelta = timedelta(minutes=15),
+    name: str, recent_ts: Sequence[datetime] = (), spec: Mapping[str, Any] | None = None
 ) -> tuple[MonitoredJob, str]:
-    """A ledger job's monitor and where its interval came from (configured/inferred/default)."""
-    spec = dict(spec or {})
-    interval, origin = default_interval, "default"
+    """A ledger job's monitor and where its interval came from (configured/inferred/default);
+    ``spec`` defaults to the job's ``LEDGER_JOBS`` entry."""
+    spec = dict(setting("LEDGER_JOBS", {}, _json_object).get(name, {}) if spec is None else spec)
+    interval = setting("LEDGER_EXPECTED_INTERVAL_SECONDS", timedelta(hours=1), seconds)
+    origin = "default"
     ordered = sorted(recent_ts)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ordered)]
     gaps = [g for g in gaps if g > 0]
@@ -138,17 +135,9 @@ def ledger_job(
         interval, origin = timedelta(seconds=statistics.median(gaps)), "inferred"
     if "schedule" in spec or "interval_seconds" in spec:
         origin = "configured"
+    grace = setting("LEDGER_GRACE_SECONDS", timedelta(minutes=15), seconds)
     job = MonitoredJob(
-        f"ledger:{name}", "ledger", name, None, UTC_TZ, interval=interval, grace=default_grace,
+        f"ledger:{name}", "ledger", name, None, UTC_TZ, interval=interval, grace=grace,
         down_after=None, down_missed_ticks=3, max_runtime=None,
     )  # fmt: skip
     return _apply(job, spec), origin
-
-
-def settings_for_ledger() -> tuple[dict[str, Any], timedelta, timedelta]:
-    """``LEDGER_JOBS``, ``LEDGER_EXPECTED_INTERVAL_SECONDS`` and ``LEDGER_GRACE_SECONDS``."""
-    return (
-        setting("LEDGER_JOBS", {}, _json_object),
-        setting("LEDGER_EXPECTED_INTERVAL_SECONDS", timedelta(hours=1), duration("seconds")),
-        setting("LEDGER_GRACE_SECONDS", timedelta(minutes=15), duration("seconds")),
-    )

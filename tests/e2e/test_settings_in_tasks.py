@@ -29,26 +29,29 @@ LOOKUP = re.compile(r"Received message from task runner.*msg=GetVariable\(key='(
 PROBED = [f.metadata["setting"] for c in (IngestConfig, HealthThresholds) for f in fields(c)]
 
 
-def run_probe(dag_test, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list]:
+def run_probe(dag_test, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """``airflow dags test settings_probe`` with the supervisor logging at DEBUG; the result and
+    the file the task writes what it saw to."""
     out = tmp_path / "seen.json"
-    result = dag_test(
-        "settings_probe",
-        env={
-            "AIRFLOW__CORE__DAGS_FOLDER": PROBE_DIR,
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
-            "SETTINGS_PROBE_OUT": str(out),
-            **env,
-        },
-    )
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": PROBE_DIR,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
+        "SETTINGS_PROBE_OUT": str(out),
+        **env,
+    }
+    return dag_test("settings_probe", env=env), out
+
+
+def seen(result: subprocess.CompletedProcess, out: Path) -> tuple[list, Counter]:
+    """What the task saw, and how often each Variable was asked of the API server."""
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return result, json.loads(out.read_text())
+    return json.loads(out.read_text()), Counter(LOOKUP.findall(result.stdout + result.stderr))
 
 
 def test_a_task_asks_for_each_setting_once(dag_test, tmp_path):
-    result, seen = run_probe(dag_test, tmp_path)
-    lookups = Counter(LOOKUP.findall(result.stdout + result.stderr))
+    values, lookups = seen(*run_probe(dag_test, tmp_path))
     # The task builds IngestConfig and HealthThresholds twice: 21 settings, 42 reads.
-    assert len(PROBED) == 21 and seen == [{"page_size": 10_000, "healthy_min": 80}] * 2
+    assert len(PROBED) == 21 and values == [{"page_size": 10_000, "healthy_min": 80}] * 2
     assert lookups == Counter(PROBED), lookups
 
 
@@ -70,21 +73,14 @@ def stored_variable(devenv):
 
 def test_a_ui_variable_overrides_the_environment_in_a_task(dag_test, tmp_path, stored_variable):
     stored_variable("POSTHOG_PAGE_SIZE", "1234")
-    result, seen = run_probe(dag_test, tmp_path, POSTHOG_PAGE_SIZE="2500", HEALTH_HEALTHY_MIN="90")
-    assert seen == [{"page_size": 1234, "healthy_min": 90}] * 2
-    assert Counter(LOOKUP.findall(result.stdout + result.stderr))["POSTHOG_PAGE_SIZE"] == 1
+    probe = run_probe(dag_test, tmp_path, POSTHOG_PAGE_SIZE="2500", HEALTH_HEALTHY_MIN="90")
+    values, lookups = seen(*probe)
+    assert values == [{"page_size": 1234, "healthy_min": 90}] * 2
+    assert lookups["POSTHOG_PAGE_SIZE"] == 1
 
 
 def test_a_bad_value_fails_the_task_naming_the_setting(dag_test, tmp_path):
-    out = tmp_path / "seen.json"
-    result = dag_test(
-        "settings_probe",
-        env={
-            "AIRFLOW__CORE__DAGS_FOLDER": PROBE_DIR,
-            "SETTINGS_PROBE_OUT": str(out),
-            "POSTHOG_PREFETCH": "sometimes",
-        },
-    )
+    result, out = run_probe(dag_test, tmp_path, POSTHOG_PREFETCH="sometimes")
     assert result.returncode != 0 and not out.exists()
     assert "setting POSTHOG_PREFETCH='sometimes': not a boolean" in result.stdout + result.stderr
 
@@ -93,17 +89,13 @@ def test_a_failing_secrets_backend_fails_the_task(dag_test, tmp_path):
     """A Variable that cannot be read is not an unset one: with Airflow's local-file secrets
     backend pointed at a missing file, the task fails naming the setting (``Variable.get`` would
     log the failure and carry on with the environment or the default)."""
-    out = tmp_path / "seen.json"
-    result = dag_test(
-        "settings_probe",
-        env={
-            "AIRFLOW__CORE__DAGS_FOLDER": PROBE_DIR,
-            "SETTINGS_PROBE_OUT": str(out),
-            "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
-            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(
-                {"variables_file_path": str(tmp_path / "none.json")}
-            ),
-        },
+    result, out = run_probe(
+        dag_test,
+        tmp_path,
+        AIRFLOW__SECRETS__BACKEND="airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        AIRFLOW__SECRETS__BACKEND_KWARGS=json.dumps(
+            {"variables_file_path": str(tmp_path / "none.json")}
+        ),
     )
     assert result.returncode != 0 and not out.exists()
     assert "setting POSTHOG_SETTLE_MINUTES: LocalFilesystemBackend failed: " in (

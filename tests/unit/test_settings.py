@@ -1,6 +1,6 @@
 """Runtime settings outside a task (CLIs, tests): a bad value is an error naming the setting, and a
 secrets backend that fails is an error, not an unset Variable. Inside a task:
-``tests/e2e/test_settings_in_tasks.py``."""
+``tests/e2e/test_settings_in_tasks.py`` and ``tests/e2e/test_settings_api_failure.py``."""
 
 from __future__ import annotations
 

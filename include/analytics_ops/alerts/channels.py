@@ -135,10 +135,8 @@ class ChannelError(RuntimeError):
 
 def configured_channels() -> list[Channel]:
     """The channels to notify, from settings and the connections that exist."""
-    wanted = [
-        c.strip().lower() for c in str(setting("ALERT_CHANNELS", "log,slack,email")).split(",")
-    ]
-    timeout = float(setting("ALERT_CHANNEL_TIMEOUT_SECONDS", 10.0, float))
+    wanted = [c.lower() for c in setting("ALERT_CHANNELS", ["log", "slack", "email"])]
+    timeout = setting("ALERT_CHANNEL_TIMEOUT_SECONDS", 10.0)
     channels: list[Channel] = [LogChannel()]  # always
     if "slack" in wanted and connection_fields(SLACK_CONN_ID) is not None:
         from airflow.sdk.exceptions import AirflowNotFoundException
@@ -151,11 +149,7 @@ def configured_channels() -> list[Channel]:
             log.warning("no Slack channel: %s", exc)
     if "email" in wanted:
         fields = connection_fields(SMTP_CONN_ID)
-        recipients = [
-            r.strip()
-            for r in str(setting("ALERT_EMAILS", "") or setting("REPORT_EMAILS", "")).split(",")
-            if r.strip()
-        ]
+        recipients = setting("ALERT_EMAILS", []) or setting("REPORT_EMAILS", [])
         if fields and fields.get("host") and recipients:
             from include.analytics_ops.reports.email import SmtpSettings
 

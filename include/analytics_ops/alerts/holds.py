@@ -116,7 +116,7 @@ def send_due_reminders(
     is due (not while silenced), and retry the channels that failed on an open alert's last
     delivery (at most ``ALERT_DELIVERY_RETRIES`` times)."""
     interval = reminder_interval()
-    retries = int(setting("ALERT_DELIVERY_RETRIES", 3, int))
+    retries = setting("ALERT_DELIVERY_RETRIES", 3)
     min_rank = RANK[min_severity()]
     sent = {"released": 0, "reminders": 0, "retries": 0}
     _, flap_window = flap_settings()

@@ -96,14 +96,11 @@ class CheckConfig:
             raise ValueError("scale floors must be > 0")
 
     # ------------------------------------------------------------------------------------------
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @property
     def version(self) -> str:
         """``v<algorithm>-<12 hex>``: a hash of every threshold; changes when any value does."""
         payload = json.dumps(
-            {"algorithm": ALGORITHM_VERSION, **self.as_dict()}, sort_keys=True, default=str
+            {"algorithm": ALGORITHM_VERSION, **asdict(self)}, sort_keys=True, default=str
         )
         return f"v{ALGORITHM_VERSION}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 

@@ -9,7 +9,7 @@ plain functions over a psycopg connection; the Airflow operators live in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from include.analytics_ops.config import pairs
 
 CONN_ID = "github_api"
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -18,24 +18,11 @@ SEVERITIES = ("critical", "high", "medium", "low")
 DEFAULT_SLA_HOURS: dict[str, float] = {"critical": 24, "high": 72, "medium": 7 * 24, "low": 30 * 24}
 
 
-def parse_sla_hours(value: str | Mapping[str, float] | None) -> dict[str, float]:
-    """SLA hours per severity from ``"critical=24,high=72,medium=168,low=720"`` (or a mapping);
-    severities not named keep their default. Raises ValueError on anything else."""
+def parse_sla_hours(value: str) -> dict[str, float]:
+    """SLA hours per severity from ``"critical=24,high=72,medium=168,low=720"``; severities not
+    named keep their default. Raises ValueError on anything else."""
     out = dict(DEFAULT_SLA_HOURS)
-    if value in (None, ""):
-        return out
-    items = value.items() if isinstance(value, Mapping) else None
-    if items is None:
-        pairs = []
-        for part in str(value).split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise ValueError(f"SLA setting part {part!r} is not severity=hours")
-            k, v = part.split("=", 1)
-            pairs.append((k.strip().lower(), v.strip()))
-        items = pairs
-    for sev, hours in items:
+    for sev, hours in pairs(value).items():
         if sev not in SEVERITIES:
             raise ValueError(f"unknown severity {sev!r} in SLA setting (use {SEVERITIES})")
         h = float(hours)

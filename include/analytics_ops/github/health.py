@@ -35,12 +35,13 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops import store
+from include.analytics_ops.config import FromSettings, from_setting
 
 
 @dataclass(frozen=True)
-class HealthThresholds:
-    healthy_min: int = 80
-    warning_min: int = 50
+class HealthThresholds(FromSettings):
+    healthy_min: int = from_setting("HEALTH_HEALTHY_MIN", 80)
+    warning_min: int = from_setting("HEALTH_WARNING_MIN", 50)
 
     def __post_init__(self) -> None:
         if not 0 <= self.warning_min <= self.healthy_min <= 100:
@@ -48,12 +49,6 @@ class HealthThresholds:
                 f"need 0 <= HEALTH_WARNING_MIN ({self.warning_min}) <= HEALTH_HEALTHY_MIN"
                 f" ({self.healthy_min}) <= 100"
             )
-
-    @classmethod
-    def from_settings(cls) -> HealthThresholds:
-        from include.analytics_ops.config import setting
-
-        return cls(setting("HEALTH_HEALTHY_MIN", 80, int), setting("HEALTH_WARNING_MIN", 50, int))
 
     def status(self, score: int) -> str:
         if score >= self.healthy_min:

@@ -32,7 +32,7 @@ The issues come from the nightly GitHub sync, so the monitor is as fresh as that
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,7 +40,8 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops import alerts, store
-from include.analytics_ops.github import DEFAULT_SLA_HOURS
+from include.analytics_ops.config import FromSettings, from_setting
+from include.analytics_ops.github import DEFAULT_SLA_HOURS, parse_sla_hours
 from include.analytics_ops.github.metrics import Item, bug_snapshot, load_items
 
 SOURCE = "bug_risk"
@@ -51,32 +52,18 @@ DEFAULT_REVENUE_THRESHOLD = Decimal(10_000)
 
 
 @dataclass(frozen=True)
-class RiskConfig:
-    sla_hours: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SLA_HOURS))
-    revenue_threshold: Decimal = DEFAULT_REVENUE_THRESHOLD
-    alert_max_lag_hours: float = 0.0
+class RiskConfig(FromSettings):
+    sla_hours: Mapping[str, float] = from_setting(
+        "BUG_SLA_HOURS", parse=parse_sla_hours, default_factory=lambda: dict(DEFAULT_SLA_HOURS)
+    )
+    revenue_threshold: Decimal = from_setting(
+        "BUG_RISK_REVENUE_THRESHOLD", DEFAULT_REVENUE_THRESHOLD, Decimal
+    )
+    alert_max_lag_hours: float = from_setting("BUG_RISK_ALERT_MAX_LAG_HOURS", 0.0)
 
     def __post_init__(self) -> None:
         if self.revenue_threshold < 0:
             raise ValueError("BUG_RISK_REVENUE_THRESHOLD must be >= 0")
-
-    @classmethod
-    def from_settings(cls) -> RiskConfig:
-        from include.analytics_ops.config import setting
-        from include.analytics_ops.github import parse_sla_hours
-
-        return cls(
-            sla_hours=parse_sla_hours(setting("BUG_SLA_HOURS", "", str)),
-            revenue_threshold=Decimal(str(setting("BUG_RISK_REVENUE_THRESHOLD", "10000", str))),
-            alert_max_lag_hours=setting("BUG_RISK_ALERT_MAX_LAG_HOURS", 0.0, float),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "sla_hours": dict(self.sla_hours),
-            "revenue_threshold": str(self.revenue_threshold),
-            "alert_max_lag_hours": self.alert_max_lag_hours,
-        }
 
 
 def _bug_ref(b: Item, as_of: datetime) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -41,6 +41,7 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops import store, textsafe
+from include.analytics_ops.config import FromSettings, from_setting, pairs
 from include.analytics_ops.github import SEVERITIES
 from include.analytics_ops.github.client import (
     GitHubAuthError,
@@ -58,49 +59,25 @@ _MONEY = re.compile(r"^\$?\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*(k)?$", re.IGNORECASE
 
 
 # --------------------------------------------------------------------------- labels
-@dataclass(frozen=True)
-class LabelConvention:
-    """How labels map to bug / severity / revenue impact (see module docstring)."""
+def _labels(raw: str) -> frozenset[str]:
+    return frozenset(b.strip().lower() for b in raw.split(",") if b.strip())
 
-    bug_labels: frozenset[str] = frozenset({"bug"})
-    severity_prefix: str = "severity:"
-    revenue_prefix: str = "revenue:"
-    severity_aliases: Mapping[str, str] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class LabelConvention(FromSettings):
+    """How labels map to bug / severity / revenue impact (settings: see module docstring)."""
+
+    bug_labels: frozenset[str] = from_setting("GITHUB_BUG_LABELS", frozenset({"bug"}), _labels)
+    severity_prefix: str = from_setting("GITHUB_SEVERITY_LABEL_PREFIX", "severity:", str.lower)
+    revenue_prefix: str = from_setting("GITHUB_REVENUE_LABEL_PREFIX", "revenue:", str.lower)
+    severity_aliases: Mapping[str, str] = from_setting(
+        "GITHUB_SEVERITY_ALIASES", parse=pairs, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         for alias, sev in self.severity_aliases.items():
             if sev not in SEVERITIES:
                 raise ValueError(f"severity alias {alias!r} -> {sev!r}: not one of {SEVERITIES}")
-
-    @classmethod
-    def from_settings(cls) -> LabelConvention:
-        """From the settings ``GITHUB_BUG_LABELS`` (comma-separated, default ``bug``),
-        ``GITHUB_SEVERITY_LABEL_PREFIX`` (``severity:``), ``GITHUB_REVENUE_LABEL_PREFIX``
-        (``revenue:``) and ``GITHUB_SEVERITY_ALIASES`` (``label=severity,...``, default none)."""
-        from include.analytics_ops.config import setting
-
-        bugs = setting("GITHUB_BUG_LABELS", "bug", str)
-        aliases: dict[str, str] = {}
-        for part in str(setting("GITHUB_SEVERITY_ALIASES", "", str)).split(","):
-            if part.strip():
-                if "=" not in part:
-                    raise ValueError(f"GITHUB_SEVERITY_ALIASES part {part!r} is not label=severity")
-                k, v = part.split("=", 1)
-                aliases[k.strip().lower()] = v.strip().lower()
-        return cls(
-            bug_labels=frozenset(b.strip().lower() for b in bugs.split(",") if b.strip()),
-            severity_prefix=setting("GITHUB_SEVERITY_LABEL_PREFIX", "severity:", str).lower(),
-            revenue_prefix=setting("GITHUB_REVENUE_LABEL_PREFIX", "revenue:", str).lower(),
-            severity_aliases=aliases,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "bug_labels": sorted(self.bug_labels),
-            "severity_prefix": self.severity_prefix,
-            "revenue_prefix": self.revenue_prefix,
-            "severity_aliases": dict(self.severity_aliases),
-        }
 
     def classify(self, labels: Iterable[str]) -> tuple[bool, str | None, Decimal]:
         """(is_bug, severity or None, revenue impact in dollars per day) for a label list."""

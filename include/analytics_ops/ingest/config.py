@@ -1,7 +1,7 @@
 """Ingest settings with their defaults, and the event → rollup mapping.
 
 Every setting is read by ``IngestConfig.from_settings()`` inside a task (Airflow Variable of the
-same name > environment variable > default, see ``include.analytics_ops.config.setting``):
+same name > environment variable > default, see ``include.analytics_ops.config.FromSettings``):
 
 | setting | default | meaning |
 |---|---|---|
@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from include.analytics_ops.config import FromSettings, days, from_setting, minutes
 
 MAX_PAGE_SIZE = 50_000
 
@@ -102,15 +104,13 @@ class EventMapping:
         unknown = set(data) - set(known)
         if unknown:
             raise ValueError(f"POSTHOG_EVENT_MAPPING has unknown keys: {sorted(unknown)}")
-        kwargs: dict[str, Any] = {}
-        for name, value in data.items():
-            if name.endswith("_events"):
-                if isinstance(value, str):
-                    value = [value]
-                kwargs[name] = tuple(str(v) for v in value)
-            else:
-                kwargs[name] = str(value)
-        return replace(cls(), **kwargs)
+
+        def typed(name: str, value: Any) -> Any:
+            if not name.endswith("_events"):
+                return str(value)
+            return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
+
+        return replace(cls(), **{name: typed(name, value) for name, value in data.items()})
 
 
 def _event_lists(text: str | Mapping[str, Any] | None, default: dict) -> dict[str, tuple]:
@@ -150,28 +150,48 @@ def parse_instant(value: Any, name: str) -> datetime:
     return utc
 
 
+def _hours_list(raw: str) -> tuple[timedelta, ...]:
+    return tuple(timedelta(hours=float(h)) for h in raw.split(",") if h.strip())
+
+
+def _instant(raw: str) -> datetime | None:
+    return parse_instant(raw, "POSTHOG_INGEST_START") if raw else None
+
+
 @dataclass(frozen=True)
-class IngestConfig:
-    settle: timedelta = timedelta(minutes=15)
-    page_size: int = 10_000
-    min_page_size: int = 500
-    lookback: timedelta = timedelta(days=7)
-    lookahead: timedelta = timedelta(days=1)
-    request_timeout: float = 60.0
-    max_attempts: int = 8
-    backoff_base: float = 1.0
-    backoff_cap: float = 120.0
-    max_inline_wait: float = 120.0
-    reconcile_offsets: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(hours=24))
-    reconcile_alert_events: int = 50
-    sweep_horizon: timedelta = timedelta(days=90)
-    prefetch: bool = True
-    ingest_start: datetime | None = None
-    required: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED))
-    numeric: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_NUMERIC))
-    mapping: EventMapping = field(default_factory=EventMapping)
-    ranges: Mapping[str, Mapping[str, tuple[float, float]]] = field(
-        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RANGES.items()}
+class IngestConfig(FromSettings):
+    settle: timedelta = from_setting("POSTHOG_SETTLE_MINUTES", timedelta(minutes=15), minutes)
+    page_size: int = from_setting("POSTHOG_PAGE_SIZE", 10_000)
+    min_page_size: int = from_setting("POSTHOG_MIN_PAGE_SIZE", 500)
+    lookback: timedelta = from_setting("POSTHOG_EVENT_LOOKBACK_DAYS", timedelta(days=7), days)
+    lookahead: timedelta = from_setting("POSTHOG_EVENT_LOOKAHEAD_DAYS", timedelta(days=1), days)
+    request_timeout: float = from_setting("POSTHOG_REQUEST_TIMEOUT_SECONDS", 60.0)
+    max_attempts: int = from_setting("POSTHOG_MAX_ATTEMPTS", 8)
+    backoff_base: float = from_setting("POSTHOG_BACKOFF_BASE_SECONDS", 1.0)
+    backoff_cap: float = from_setting("POSTHOG_BACKOFF_CAP_SECONDS", 120.0)
+    max_inline_wait: float = from_setting("POSTHOG_MAX_INLINE_WAIT_SECONDS", 120.0)
+    reconcile_offsets: tuple[timedelta, ...] = from_setting(
+        "POSTHOG_RECONCILE_OFFSETS_HOURS", (timedelta(hours=1), timedelta(hours=24)), _hours_list
+    )
+    reconcile_alert_events: int = from_setting("POSTHOG_RECONCILE_ALERT_EVENTS", 50)
+    sweep_horizon: timedelta = from_setting("POSTHOG_SWEEP_HORIZON_DAYS", timedelta(days=90), days)
+    prefetch: bool = from_setting("POSTHOG_PREFETCH", True)
+    ingest_start: datetime | None = from_setting("POSTHOG_INGEST_START", None, _instant)
+    required: Mapping[str, tuple[str, ...]] = from_setting(
+        "POSTHOG_REQUIRED_PROPERTIES",
+        parse=lambda raw: _event_lists(raw, DEFAULT_REQUIRED),
+        default_factory=lambda: dict(DEFAULT_REQUIRED),
+    )
+    numeric: Mapping[str, tuple[str, ...]] = from_setting(
+        "POSTHOG_NUMERIC_PROPERTIES",
+        parse=lambda raw: _event_lists(raw, DEFAULT_NUMERIC),
+        default_factory=lambda: dict(DEFAULT_NUMERIC),
+    )
+    mapping: EventMapping = from_setting(
+        "POSTHOG_EVENT_MAPPING", parse=EventMapping.from_json, default_factory=EventMapping
+    )
+    ranges: Mapping[str, Mapping[str, tuple[float, float]]] = from_setting(
+        "POSTHOG_NUMERIC_RANGES", parse=_ranges, default_factory=lambda: _ranges(None)
     )
 
     def __post_init__(self) -> None:
@@ -187,37 +207,3 @@ class IngestConfig:
 
     def with_page_size(self, page_size: int | None) -> IngestConfig:
         return self if not page_size else replace(self, page_size=int(page_size))
-
-    @classmethod
-    def from_settings(cls) -> IngestConfig:
-        """Read every setting (call inside a task or CLI, never at DAG parse time)."""
-        from include.analytics_ops.config import setting
-
-        start = setting("POSTHOG_INGEST_START", "", str)
-        return cls(
-            settle=timedelta(minutes=setting("POSTHOG_SETTLE_MINUTES", 15.0, float)),
-            page_size=setting("POSTHOG_PAGE_SIZE", 10_000, int),
-            min_page_size=setting("POSTHOG_MIN_PAGE_SIZE", 500, int),
-            lookback=timedelta(days=setting("POSTHOG_EVENT_LOOKBACK_DAYS", 7.0, float)),
-            lookahead=timedelta(days=setting("POSTHOG_EVENT_LOOKAHEAD_DAYS", 1.0, float)),
-            request_timeout=setting("POSTHOG_REQUEST_TIMEOUT_SECONDS", 60.0, float),
-            max_attempts=setting("POSTHOG_MAX_ATTEMPTS", 8, int),
-            backoff_base=setting("POSTHOG_BACKOFF_BASE_SECONDS", 1.0, float),
-            backoff_cap=setting("POSTHOG_BACKOFF_CAP_SECONDS", 120.0, float),
-            max_inline_wait=setting("POSTHOG_MAX_INLINE_WAIT_SECONDS", 120.0, float),
-            reconcile_offsets=tuple(
-                timedelta(hours=float(h))
-                for h in str(setting("POSTHOG_RECONCILE_OFFSETS_HOURS", "1,24", str)).split(",")
-                if h.strip()
-            ),
-            reconcile_alert_events=setting("POSTHOG_RECONCILE_ALERT_EVENTS", 50, int),
-            sweep_horizon=timedelta(days=setting("POSTHOG_SWEEP_HORIZON_DAYS", 90.0, float)),
-            prefetch=setting("POSTHOG_PREFETCH", True, bool),
-            ingest_start=parse_instant(start, "POSTHOG_INGEST_START") if start else None,
-            required=_event_lists(
-                setting("POSTHOG_REQUIRED_PROPERTIES", "", str), DEFAULT_REQUIRED
-            ),
-            numeric=_event_lists(setting("POSTHOG_NUMERIC_PROPERTIES", "", str), DEFAULT_NUMERIC),
-            mapping=EventMapping.from_json(setting("POSTHOG_EVENT_MAPPING", "", str)),
-            ranges=_ranges(setting("POSTHOG_NUMERIC_RANGES", "", str)),
-        )

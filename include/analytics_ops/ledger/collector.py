@@ -53,6 +53,7 @@ import psycopg
 
 from include.analytics_ops import store
 from include.analytics_ops.alerts import log_text
+from include.analytics_ops.config import FromSettings, from_setting, setting
 from include.analytics_ops.textsafe import unstorable
 
 log = logging.getLogger(__name__)
@@ -143,25 +144,19 @@ class CollectResult:
 
 
 @dataclass(frozen=True)
-class Limits:
+class Limits(FromSettings):
     """How much one collection may read (settings ``LEDGER_MAX_LINE_BYTES``,
     ``LEDGER_MAX_BYTES_PER_RUN``)."""
 
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    max_bytes_per_run: int = DEFAULT_MAX_BYTES_PER_RUN
+    max_line_bytes: int = from_setting("LEDGER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES)
+    max_bytes_per_run: int = from_setting("LEDGER_MAX_BYTES_PER_RUN", DEFAULT_MAX_BYTES_PER_RUN)
 
-    @classmethod
-    def from_settings(cls) -> Limits:
-        from include.analytics_ops.config import setting
-
-        line = int(setting("LEDGER_MAX_LINE_BYTES", DEFAULT_MAX_LINE_BYTES, int))
-        run = int(setting("LEDGER_MAX_BYTES_PER_RUN", DEFAULT_MAX_BYTES_PER_RUN, int))
-        if line < 1024 or run < line:
+    def __post_init__(self) -> None:
+        if self.max_line_bytes < 1024 or self.max_bytes_per_run < self.max_line_bytes:
             raise ValueError(
                 "LEDGER_MAX_LINE_BYTES must be >= 1024 and LEDGER_MAX_BYTES_PER_RUN >= it,"
-                f" got {line} and {run}"
+                f" got {self.max_line_bytes} and {self.max_bytes_per_run}"
             )
-        return cls(line, run)
 
 
 class LedgerPathError(ValueError):
@@ -186,10 +181,8 @@ def _static_dir(item: str) -> str:
 def ledger_roots(spec: str | Sequence[str] = "") -> list[str]:
     """The directories ledger files may be read from: ``LEDGER_ROOTS`` when set, else the
     directories of ``spec`` (the trusted ``LEDGER_PATHS`` entries). Real paths, unique."""
-    from include.analytics_ops.config import setting
-
     usable = [os.path.expanduser(i) for i in _items(spec) if unstorable(i, "path") is None]
-    configured = [os.path.expanduser(i) for i in _items(str(setting("LEDGER_ROOTS", "") or ""))]
+    configured = [os.path.expanduser(i) for i in setting("LEDGER_ROOTS", [])]
     dirs = configured or [_static_dir(i) for i in usable]
     return list(dict.fromkeys(os.path.realpath(d) for d in dirs))
 

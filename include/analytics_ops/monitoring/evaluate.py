@@ -16,7 +16,6 @@ as a watchdog that does not depend on Airflow's scheduler):
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -26,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from include.analytics_ops import alerts
+from include.analytics_ops import alerts, config
 from include.analytics_ops.monitoring import jobs as registry
 from include.analytics_ops.monitoring import store
 from include.analytics_ops.monitoring.health import (
@@ -197,7 +196,6 @@ def _pool_states(
 
 
 def _ledger_states(conn: psycopg.Connection, now: datetime) -> list[HealthState]:
-    specs, default_interval, default_grace = registry.settings_for_ledger()
     names = [
         r[0]
         for r in conn.execute(
@@ -207,13 +205,8 @@ def _ledger_states(conn: psycopg.Connection, now: datetime) -> list[HealthState]
     out = []
     for name in names:
         runs = ledger_runs(conn, name, now)
-        job, origin = registry.ledger_job(
-            name,
-            [r.anchor for r in runs if r.anchor is not None][-50:] if runs else [],
-            specs.get(name),
-            default_interval=default_interval,
-            default_grace=default_grace,
-        )
+        anchors = [r.anchor for r in runs if r.anchor is not None][-50:] if runs else []
+        job, origin = registry.ledger_job(name, anchors)
         if not job.enabled:
             continue
         out.append(
@@ -302,22 +295,20 @@ def _resolve_recovered(
     return out
 
 
+def _aware_instant(raw: str) -> datetime | None:
+    value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00")) if raw.strip() else None
+    if value is not None and value.tzinfo is None:
+        raise ValueError("needs a UTC offset")
+    return value
+
+
 def evaluation_time() -> datetime | None:
     """The instant to evaluate at when none is given: the ``HEALTH_EVALUATE_AT`` setting (ISO
-    8601; for demos and replays of a fixed day, e.g. ``make demo``), else None (= now).
-    A value that is not a timezone-aware instant is refused rather than silently ignored."""
-    from include.analytics_ops.config import setting
-
-    raw = str(setting("HEALTH_EVALUATE_AT", "", str) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"HEALTH_EVALUATE_AT must be an ISO 8601 instant, got {raw!r}") from exc
-    if value.tzinfo is None:
-        raise ValueError(f"HEALTH_EVALUATE_AT needs a UTC offset, got {raw!r}")
-    log.warning("job health evaluated as of HEALTH_EVALUATE_AT=%s, not the current time", raw)
+    8601 with an offset; for demos and replays of a fixed day, e.g. ``make demo``), else None
+    (= now). A value that is not a timezone-aware instant is refused, not silently ignored."""
+    value = config.setting("HEALTH_EVALUATE_AT", None, _aware_instant)
+    if value is not None:
+        log.warning("job health evaluated as of HEALTH_EVALUATE_AT=%s, not the current time", value)
     return value
 
 
@@ -335,7 +326,6 @@ def evaluate_all(
     """Evaluate, store and alert. ``source``: a RunSource, None (ops.job_runs only) or
     "settings" (``HEALTH_RUN_SOURCE``). ``conn`` should be autocommit (each step commits).
     ``now`` defaults to :func:`evaluation_time` (``HEALTH_EVALUATE_AT``), else the clock."""
-    from include.analytics_ops.config import artifacts_dir as configured_artifacts_dir
     from include.analytics_ops.monitoring.sources import primary_source
 
     now = now or evaluation_time() or datetime.now(UTC)
@@ -347,9 +337,7 @@ def evaluate_all(
     result.states += _pool_states(primary, now, result)
     result.states += _ledger_states(conn, now)
     if check_artifacts:
-        result.states += evaluate_artifacts(
-            conn, now, artifacts_dir or os.fspath(configured_artifacts_dir())
-        )
+        result.states += evaluate_artifacts(conn, now, artifacts_dir or config.artifacts_dir())
     with conn.transaction():
         result.flips = store.save_states(conn, result.states, now, previous, source=result.source)
     if alert:

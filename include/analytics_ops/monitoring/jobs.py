@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from include.analytics_ops.config import seconds, setting
+
 PT = "America/Los_Angeles"
 UTC_TZ = "UTC"
 
@@ -104,36 +106,28 @@ def _apply(job: MonitoredJob, spec: Mapping[str, Any]) -> MonitoredJob:
     return replace(job, **changes)
 
 
-def _json_setting(name: str) -> dict[str, Any]:
-    from include.analytics_ops.config import setting
-
-    raw = setting(name, "")
-    if not raw:
-        return {}
-    value = json.loads(raw) if isinstance(raw, str) else raw
+def _json_object(raw: str) -> dict[str, Any]:
+    value = json.loads(raw) if raw.strip() else {}
     if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object, got {type(value).__name__}")
+        raise ValueError(f"must be a JSON object, got {type(value).__name__}")
     return value
 
 
 def dag_jobs(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[MonitoredJob]:
     """The DAG monitors with ``HEALTH_JOBS`` overrides (pass ``overrides`` to skip the lookup)."""
-    overrides = _json_setting("HEALTH_JOBS") if overrides is None else overrides
+    overrides = setting("HEALTH_JOBS", {}, _json_object) if overrides is None else overrides
     jobs = [_apply(j, overrides.get(j.name, {})) for j in DAG_JOBS]
     return [j for j in jobs if j.enabled]
 
 
 def ledger_job(
-    name: str,
-    recent_ts: Sequence[datetime] = (),
-    spec: Mapping[str, Any] | None = None,
-    *,
-    default_interval: timedelta = timedelta(hours=1),
-    default_grace: timedelta = timedelta(minutes=15),
+    name: str, recent_ts: Sequence[datetime] = (), spec: Mapping[str, Any] | None = None
 ) -> tuple[MonitoredJob, str]:
-    """A ledger job's monitor and where its interval came from (configured/inferred/default)."""
-    spec = dict(spec or {})
-    interval, origin = default_interval, "default"
+    """A ledger job's monitor and where its interval came from (configured/inferred/default);
+    ``spec`` defaults to the job's ``LEDGER_JOBS`` entry."""
+    spec = dict(setting("LEDGER_JOBS", {}, _json_object).get(name, {}) if spec is None else spec)
+    interval = setting("LEDGER_EXPECTED_INTERVAL_SECONDS", timedelta(hours=1), seconds)
+    origin = "default"
     ordered = sorted(recent_ts)
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ordered)]
     gaps = [g for g in gaps if g > 0]
@@ -141,18 +135,9 @@ def ledger_job(
         interval, origin = timedelta(seconds=statistics.median(gaps)), "inferred"
     if "schedule" in spec or "interval_seconds" in spec:
         origin = "configured"
+    grace = setting("LEDGER_GRACE_SECONDS", timedelta(minutes=15), seconds)
     job = MonitoredJob(
-        f"ledger:{name}", "ledger", name, None, UTC_TZ, interval=interval, grace=default_grace,
+        f"ledger:{name}", "ledger", name, None, UTC_TZ, interval=interval, grace=grace,
         down_after=None, down_missed_ticks=3, max_runtime=None,
     )  # fmt: skip
     return _apply(job, spec), origin
-
-
-def settings_for_ledger() -> tuple[dict[str, Any], timedelta, timedelta]:
-    from include.analytics_ops.config import setting
-
-    return (
-        _json_setting("LEDGER_JOBS"),
-        timedelta(seconds=float(setting("LEDGER_EXPECTED_INTERVAL_SECONDS", 3600.0, float))),
-        timedelta(seconds=float(setting("LEDGER_GRACE_SECONDS", 900.0, float))),
-    )

@@ -21,14 +21,15 @@ fallback derived from run history is shown and marked ``state_source = "run hist
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+
+from include.analytics_ops.config import FromSettings, from_setting, seconds
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 KIND_RANK = {"dag": 0, "ledger": 1, "artifact": 2}
@@ -46,35 +47,17 @@ INGEST_DAG = "analytics_hourly"
 
 
 @dataclass(frozen=True)
-class HealthSettings:
-    """Thresholds of the page. Environment variables (read per request) override defaults."""
+class HealthSettings(FromSettings):
+    """Thresholds of the page: runtime settings (read per request), else these defaults."""
 
-    stuck_after: timedelta = timedelta(hours=2)  # HEALTH_STUCK_AFTER_SECONDS (seed: 2 h)
-    slow_seconds: float = 300.0  # HEALTH_SLOW_SECONDS (seed: 5 min)
-    slow_factor: float = 2.0  # HEALTH_SLOW_FACTOR: slow = > factor x 7-day average too
-    ingest_lag_warning: timedelta = timedelta(hours=3)  # HEALTH_INGEST_LAG_WARNING_SECONDS
-    max_alerts: int = 50  # HEALTH_MAX_ALERTS: open alerts listed (counts cover all)
+    stuck_after: timedelta = from_setting("HEALTH_STUCK_AFTER_SECONDS", timedelta(hours=2), seconds)
+    slow_seconds: float = from_setting("HEALTH_SLOW_SECONDS", 300.0)  # slow = longer than this
+    slow_factor: float = from_setting("HEALTH_SLOW_FACTOR", 2.0)  # ... and > factor x 7-day avg
+    ingest_lag_warning: timedelta = from_setting(
+        "HEALTH_INGEST_LAG_WARNING_SECONDS", timedelta(hours=3), seconds
+    )
+    max_alerts: int = from_setting("HEALTH_MAX_ALERTS", 50)  # open alerts listed (counts: all)
     ledger_window: timedelta = timedelta(days=7)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> HealthSettings:
-        env = os.environ if environ is None else environ
-
-        def num(name: str, default: float) -> float:
-            raw = env.get(name)
-            try:
-                return float(raw) if raw not in (None, "") else default
-            except ValueError:
-                return default
-
-        return cls(
-            stuck_after=timedelta(seconds=num("HEALTH_STUCK_AFTER_SECONDS", 7200)),
-            slow_seconds=num("HEALTH_SLOW_SECONDS", 300),
-            slow_factor=num("HEALTH_SLOW_FACTOR", 2.0),
-            ingest_lag_warning=timedelta(seconds=num("HEALTH_INGEST_LAG_WARNING_SECONDS", 10800)),
-            max_alerts=int(num("HEALTH_MAX_ALERTS", 50)),
-        )
 
 
 # ----------------------------------------------------------------------------------- SQL
@@ -468,7 +451,7 @@ def collect_health(
     ``expected_dags``: DAG ids listed even without any run (the app passes the registry);
     ``airflow_dags``: ``{dag_id: {"paused": bool, "import_error": str | None, ...}}`` from
     Airflow's metadata, when known."""
-    settings = settings or HealthSettings.from_env()
+    settings = settings or HealthSettings.from_settings()
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)

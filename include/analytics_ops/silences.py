@@ -32,6 +32,8 @@ from typing import Any
 
 import psycopg
 
+from include.analytics_ops.store import dict_rows
+
 _ACTIVE = "cancelled_at IS NULL AND starts_at <= now() AND ends_at > now()"
 # Correlated "is this alert's key silenced now" condition, for queries over ops.alerts AS a.
 SILENCED_SQL = (
@@ -101,11 +103,6 @@ def add_silence(
     return get_silence(conn, row[0])  # type: ignore[return-value]
 
 
-def _rows(cur) -> list[dict[str, Any]]:
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 _COLUMNS = (
     "id, pattern, starts_at, ends_at, reason, created_by, created_at, cancelled_at,"
     f" ({_ACTIVE}) AS active"
@@ -113,8 +110,8 @@ _COLUMNS = (
 
 
 def get_silence(conn: psycopg.Connection, silence_id: int) -> dict[str, Any] | None:
-    rows = _rows(
-        conn.execute(f"SELECT {_COLUMNS} FROM ops.alert_silences WHERE id = %s", (silence_id,))
+    rows = dict_rows(
+        conn, f"SELECT {_COLUMNS} FROM ops.alert_silences WHERE id = %s", (silence_id,)
     )
     return rows[0] if rows else None
 
@@ -122,8 +119,8 @@ def get_silence(conn: psycopg.Connection, silence_id: int) -> dict[str, Any] | N
 def list_silences(conn: psycopg.Connection, include_past: bool = False) -> list[dict[str, Any]]:
     """Active and upcoming silences (``include_past``: every silence), soonest end first."""
     where = "" if include_past else "WHERE cancelled_at IS NULL AND ends_at > now()"
-    return _rows(
-        conn.execute(f"SELECT {_COLUMNS} FROM ops.alert_silences {where} ORDER BY ends_at, id")
+    return dict_rows(
+        conn, f"SELECT {_COLUMNS} FROM ops.alert_silences {where} ORDER BY ends_at, id"
     )
 
 
@@ -140,12 +137,11 @@ def cancel_silence(conn: psycopg.Connection, silence_id: int) -> bool:
 
 def active_silence(conn: psycopg.Connection, dedup_key: str) -> dict[str, Any] | None:
     """The active silence covering ``dedup_key`` (the one lasting longest), or None."""
-    rows = _rows(
-        conn.execute(
-            f"SELECT {_COLUMNS} FROM ops.alert_silences WHERE {_ACTIVE}"
-            " AND %s LIKE like_pattern ORDER BY ends_at DESC, id LIMIT 1",
-            (dedup_key,),
-        )
+    rows = dict_rows(
+        conn,
+        f"SELECT {_COLUMNS} FROM ops.alert_silences WHERE {_ACTIVE}"
+        " AND %s LIKE like_pattern ORDER BY ends_at DESC, id LIMIT 1",
+        (dedup_key,),
     )
     return rows[0] if rows else None
 

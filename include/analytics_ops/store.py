@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 RUN_STATUSES = ("running", "completed", "failed", "partial", "timeout", "cancelled")
@@ -28,6 +29,11 @@ def _json_default(value: Any) -> Any:
 
 def jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=lambda v: json.dumps(v, default=_json_default))
+
+
+def dict_rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[dict[str, Any]]:
+    """The rows of ``query`` as dicts keyed by column name."""
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 
 
 # --------------------------------------------------------------------------- job runs
@@ -339,7 +345,8 @@ def add_dead_letters(
 def open_dead_letters(
     conn: psycopg.Connection, stream: str | None = None, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    rows = conn.execute(
+    return dict_rows(
+        conn,
         """
         SELECT id, stream, source_key, reason, payload, attempts, first_seen, last_seen
           FROM ops.dead_letters
@@ -347,18 +354,7 @@ def open_dead_letters(
          ORDER BY id LIMIT %s
         """,
         (stream, stream, limit),
-    ).fetchall()
-    cols = (
-        "id",
-        "stream",
-        "source_key",
-        "reason",
-        "payload",
-        "attempts",
-        "first_seen",
-        "last_seen",
     )
-    return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def resolve_dead_letter(conn: psycopg.Connection, dead_letter_id: int, resolution: str) -> None:

@@ -10,7 +10,7 @@ import psycopg
 
 from include.analytics_ops.alerts.channels import Channel, configured_channels, deliver
 from include.analytics_ops.alerts.messages import AlertMessage
-from include.analytics_ops.store import jsonb
+from include.analytics_ops.store import dict_rows, jsonb
 
 ALERT_COLUMNS = (
     "id, dedup_key, severity, source, title, body, dag_id, run_id, task_id, url, count,"
@@ -36,9 +36,7 @@ def message_for(row: Mapping[str, Any], kind: str) -> AlertMessage:
 
 
 def fetch_alert(conn: psycopg.Connection, alert_id: int) -> dict[str, Any]:
-    cur = conn.execute(f"SELECT {ALERT_COLUMNS} FROM ops.alerts WHERE id = %s", (alert_id,))
-    names = [d.name for d in cur.description]
-    return dict(zip(names, cur.fetchone(), strict=True))
+    return dict_rows(conn, f"SELECT {ALERT_COLUMNS} FROM ops.alerts WHERE id = %s", (alert_id,))[0]
 
 
 def notify(

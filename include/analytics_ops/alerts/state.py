@@ -17,7 +17,7 @@ from include.analytics_ops.alerts.holds import dispatch
 from include.analytics_ops.alerts.messages import log_text
 from include.analytics_ops.alerts.settings import RANK, SEVERITIES, min_severity, reminder_interval
 from include.analytics_ops.silences import active_silence
-from include.analytics_ops.store import jsonb
+from include.analytics_ops.store import dict_rows, jsonb
 
 log = logging.getLogger(__name__)
 NOTIFY_TRANSITIONS = frozenset({"opened", "reopened", "escalated"})
@@ -232,7 +232,8 @@ def resolve_alerts_like(
 # --------------------------------------------------------------------------- queries
 def open_alerts(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, Any]]:
     """Open alerts, most severe and most recent first (health page, demo)."""
-    cur = conn.execute(
+    return dict_rows(
+        conn,
         """
         SELECT id, dedup_key, severity, source, title, body, dag_id, run_id, task_id, url,
                count, first_seen, last_seen, last_notified_at, channels
@@ -243,15 +244,14 @@ def open_alerts(conn: psycopg.Connection, limit: int = 200) -> list[dict[str, An
         """,
         (limit,),
     )
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def recent_alerts(
     conn: psycopg.Connection, since: datetime | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """Alerts (open or resolved) last seen since ``since``, newest first."""
-    cur = conn.execute(
+    return dict_rows(
+        conn,
         """
         SELECT id, dedup_key, severity, state, source, title, body, dag_id, run_id, task_id,
                url, count, first_seen, last_seen, resolved_at, channels
@@ -260,5 +260,3 @@ def recent_alerts(
         """,
         (since, since, limit),
     )
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

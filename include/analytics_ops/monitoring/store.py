@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops.monitoring.health import HealthState
-from include.analytics_ops.store import jsonb
+from include.analytics_ops.store import dict_rows, jsonb
 
 
 def previous_states(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
@@ -78,24 +78,18 @@ def save_states(
     return flips
 
 
-def _rows(cur) -> list[dict[str, Any]]:
-    names = [d.name for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def job_states(conn: psycopg.Connection, kind: str | None = None) -> list[dict[str, Any]]:
     """Every monitored job's current state (health page): problems first, then by key."""
-    return _rows(
-        conn.execute(
-            """
-            SELECT job_key, kind, state, since, last_success, last_run, next_expected, reason,
-                   source, details, evaluated_at
-              FROM ops.job_health WHERE (%s::text IS NULL OR kind = %s)
-             ORDER BY CASE state WHEN 'down' THEN 0 WHEN 'stuck' THEN 1 WHEN 'late' THEN 2
-                                 WHEN 'unknown' THEN 3 WHEN 'paused' THEN 4 ELSE 5 END, job_key
-            """,
-            (kind, kind),
-        )
+    return dict_rows(
+        conn,
+        """
+        SELECT job_key, kind, state, since, last_success, last_run, next_expected, reason,
+               source, details, evaluated_at
+          FROM ops.job_health WHERE (%s::text IS NULL OR kind = %s)
+         ORDER BY CASE state WHEN 'down' THEN 0 WHEN 'stuck' THEN 1 WHEN 'late' THEN 2
+                             WHEN 'unknown' THEN 3 WHEN 'paused' THEN 4 ELSE 5 END, job_key
+        """,
+        (kind, kind),
     )
 
 
@@ -103,13 +97,12 @@ def job_health_history(
     conn: psycopg.Connection, job_key: str | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:
     """State changes, newest first (one job or all)."""
-    return _rows(
-        conn.execute(
-            """
-            SELECT id, job_key, kind, from_state, to_state, reason, changed_at
-              FROM ops.job_health_history WHERE (%s::text IS NULL OR job_key = %s)
-             ORDER BY changed_at DESC, id DESC LIMIT %s
-            """,
-            (job_key, job_key, limit),
-        )
+    return dict_rows(
+        conn,
+        """
+        SELECT id, job_key, kind, from_state, to_state, reason, changed_at
+          FROM ops.job_health_history WHERE (%s::text IS NULL OR job_key = %s)
+         ORDER BY changed_at DESC, id DESC LIMIT %s
+        """,
+        (job_key, job_key, limit),
     )

@@ -347,6 +347,36 @@ def _rate(ok: int | None, total: int | None) -> float | None:
     return round(100.0 * ok / total, 1) if total else None
 
 
+def _job_row(key: str, kind: str, name: str, dag_id: str | None, s: Mapping) -> dict[str, Any]:
+    """A job's row on the page with the run counts of stats row ``s`` ({}: none) and nothing
+    else known yet; each kind of job fills in what it has."""
+    return {
+        "key": key,
+        "kind": kind,
+        "name": name,
+        "dag_id": dag_id,
+        "runs_24h": int(s.get("runs_24h") or 0),
+        "success_rate_24h": _rate(s.get("ok_24h"), s.get("runs_24h")),
+        "runs_7d": int(s.get("runs_7d") or 0),
+        "success_rate_7d": _rate(s.get("ok_7d"), s.get("runs_7d")),
+        "failed_7d": int(s.get("failed_7d") or 0),
+        "partial_7d": int(s.get("partial_7d") or 0),
+        "avg_duration_seconds": _round(s.get("avg_duration_7d")),
+        "max_duration_seconds": _round(s.get("max_duration_7d")),
+        "last_duration_seconds": None,
+        "slow": False,
+        "daily_success_rate": _daily_series(s.get("daily")),
+        "last_run": None,
+        "last_run_id": None,
+        "last_outcome": None,
+        "last_run_finished": None,
+        "last_success": None,
+        "last_failure": None,
+        "running": 0,
+        "stuck": [],
+    }
+
+
 def _daily_series(daily: dict | None) -> list[float | None]:
     """Success rate per day, oldest first: index 0 = 6 days ago ... 6 = the last 24 h."""
     daily = daily or {}
@@ -485,20 +515,8 @@ def collect_health(
     for dag_id in dag_ids:
         s = stats.get(dag_id, {})
         lt = latest.get(dag_id, {})
-        job: dict[str, Any] = {
-            "key": f"dag:{dag_id}",
-            "kind": "dag",
-            "name": dag_id,
-            "dag_id": dag_id,
-            "runs_24h": int(s.get("runs_24h") or 0),
-            "success_rate_24h": _rate(s.get("ok_24h"), s.get("runs_24h")),
-            "runs_7d": int(s.get("runs_7d") or 0),
-            "success_rate_7d": _rate(s.get("ok_7d"), s.get("runs_7d")),
-            "failed_7d": int(s.get("failed_7d") or 0),
-            "partial_7d": int(s.get("partial_7d") or 0),
-            "avg_duration_seconds": _round(s.get("avg_duration_7d")),
-            "max_duration_seconds": _round(s.get("max_duration_7d")),
-            "daily_success_rate": _daily_series(s.get("daily")),
+        job = _job_row(f"dag:{dag_id}", "dag", dag_id, dag_id, s)
+        job |= {
             "last_run": lt.get("last_run_started"),
             "last_run_id": lt.get("last_run_id"),
             "last_outcome": lt.get("last_run_outcome") if lt.get("last_run_id") else None,
@@ -545,25 +563,10 @@ def collect_health(
     for name in ledger_names:
         s = ledger_stats[name]
         lt = ledger_latest.get(name, {})
-        job = {
-            "key": f"ledger:{name}",
-            "kind": "ledger",
-            "name": name,
-            "dag_id": None,
+        job = _job_row(f"ledger:{name}", "ledger", name, None, s)  # lines carry no duration
+        job |= {
             "sources": sorted(s.get("sources") or []),
-            "runs_24h": int(s.get("runs_24h") or 0),
-            "success_rate_24h": _rate(s.get("ok_24h"), s.get("runs_24h")),
-            "runs_7d": int(s.get("runs_7d") or 0),
-            "success_rate_7d": _rate(s.get("ok_7d"), s.get("runs_7d")),
-            "failed_7d": int(s.get("failed_7d") or 0),
-            "partial_7d": 0,
-            "avg_duration_seconds": None,  # ledger lines carry no duration
-            "max_duration_seconds": None,
-            "last_duration_seconds": None,
-            "slow": False,
-            "daily_success_rate": _daily_series(s.get("daily")),
             "last_run": lt.get("last_run"),
-            "last_run_id": None,
             "last_outcome": (
                 None
                 if lt.get("last_run") is None
@@ -582,8 +585,6 @@ def collect_health(
                 if lt.get("fail_at")
                 else None
             ),
-            "running": 0,
-            "stuck": [],
         }
         _apply_state(job, health.get(("ledger", name)), now, used_health_keys)
         jobs.append(job)
@@ -597,31 +598,9 @@ def collect_health(
         dag_id = details.get("dag_id") if row["kind"] == "dag" else None
         if row["kind"] == "dag" and not dag_id:
             dag_id = row["job_key"].removeprefix("dag:")
-        job = {
-            "key": row["job_key"],
-            "kind": row["kind"],
-            "name": row["job_key"].removeprefix(f"{row['kind']}:"),
-            "dag_id": dag_id,
-            "runs_24h": 0,
-            "success_rate_24h": None,
-            "runs_7d": 0,
-            "success_rate_7d": None,
-            "failed_7d": 0,
-            "partial_7d": 0,
-            "avg_duration_seconds": None,
-            "max_duration_seconds": None,
-            "last_duration_seconds": None,
-            "slow": False,
-            "daily_success_rate": [None] * 7,
-            "last_run": row.get("last_run"),
-            "last_run_id": None,
-            "last_outcome": None,
-            "last_run_finished": None,
-            "last_success": row.get("last_success"),
-            "last_failure": None,
-            "running": 0,
-            "stuck": [],
-        }
+        name = row["job_key"].removeprefix(f"{row['kind']}:")
+        job = _job_row(row["job_key"], row["kind"], name, dag_id, {})
+        job |= {"last_run": row.get("last_run"), "last_success": row.get("last_success")}
         _apply_state(job, row, now, used_health_keys)
         jobs.append(job)
 

@@ -317,6 +317,15 @@ def branch_verdict(conn, dag_id: str, run_id: str, task_ids: Sequence[str]) -> d
 
 
 # --------------------------------------------------------------------------- hourly
+def _risk_config():
+    from include.analytics_ops.github.risk import RiskConfig
+
+    try:
+        return RiskConfig.from_settings()
+    except (ValueError, ArithmeticError) as exc:
+        raise AirflowFailException(f"bug-risk settings are invalid: {exc}") from exc
+
+
 class ComputeBugRiskOperator(BaseOperator):
     """Revenue at risk, velocity and SLA breaches at the run's hour into
     ``analytics.bug_risk_snapshots``. Settings ``BUG_SLA_HOURS``, ``BUG_RISK_REVENUE_THRESHOLD``."""
@@ -324,13 +333,10 @@ class ComputeBugRiskOperator(BaseOperator):
     template_fields: Sequence[str] = ()
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops.github.risk import RiskConfig, compute_bug_risk
+        from include.analytics_ops.github.risk import compute_bug_risk
 
         hour = run_hour(context)
-        try:
-            config = RiskConfig.from_settings()
-        except (ValueError, ArithmeticError) as exc:
-            raise AirflowFailException(f"bug-risk settings are invalid: {exc}") from exc
+        config = _risk_config()
         with JobRun(context, window_end=hour) as job:
             risk = compute_bug_risk(job.conn, hour, config=config, run_id=job.key.run_id)
             stats = {
@@ -356,13 +362,10 @@ class RaiseBugRiskAlertsOperator(BaseOperator):
     template_fields: Sequence[str] = ()
 
     def execute(self, context: Mapping[str, Any]) -> None:
-        from include.analytics_ops.github.risk import RiskConfig, apply_bug_risk_alerts
+        from include.analytics_ops.github.risk import apply_bug_risk_alerts
 
         hour = run_hour(context)
-        try:
-            config = RiskConfig.from_settings()
-        except (ValueError, ArithmeticError) as exc:
-            raise AirflowFailException(f"bug-risk settings are invalid: {exc}") from exc
+        config = _risk_config()
         with JobRun(context, window_end=hour) as job:
             try:
                 result = apply_bug_risk_alerts(

@@ -30,10 +30,13 @@ def dagbag():
     from airflow.models.variable import Variable as CoreVariable
     from airflow.sdk import BaseHook, Variable
 
+    from include.analytics_ops import config
+
     mp = pytest.MonkeyPatch()
     mp.setattr(BaseHook, "get_connection", classmethod(_forbid("connection lookup")))
     mp.setattr(Variable, "get", staticmethod(_forbid("Variable.get")))
     mp.setattr(CoreVariable, "get", classmethod(_forbid("Variable.get")))
+    mp.setattr(config, "_variable", _forbid("runtime setting (config.setting)"))
     mp.setattr(psycopg, "connect", _forbid("database connection"))
     mp.setattr(socket.socket, "connect", _forbid("network connection"))
     try:

@@ -27,10 +27,6 @@ from include.analytics_ops import db, store
 REPLAYERS = ("posthog",)
 
 
-def list_open(conn, stream: str | None, limit: int) -> list[dict]:
-    return store.open_dead_letters(conn, stream, limit)
-
-
 def _print_table(rows: list[dict]) -> None:
     if not rows:
         print("no open dead letters")
@@ -62,12 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         conn = db.cli_connect(args)
-    except (db.ConfigError, Exception) as exc:
+    except Exception as exc:
         print(f"cannot connect to the analytics database: {exc}", file=sys.stderr)
         return 2
     with conn:
         if args.command == "list":
-            rows = list_open(conn, args.stream, args.limit)
+            rows = store.open_dead_letters(conn, args.stream, args.limit)
             if args.json:
                 for r in rows:
                     print(json.dumps(r, default=str))

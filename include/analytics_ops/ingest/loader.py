@@ -25,7 +25,7 @@ import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
@@ -155,6 +155,16 @@ def insert_one_params(row: tuple) -> tuple:
     return (uuid_text(row[0]), *row[1:5], jsonb_text(row[5]))
 
 
+def insert_one(conn: psycopg.Connection, row: tuple) -> tuple[int, str | None]:
+    """Insert one load tuple in its own savepoint: (rows inserted, None), or (0, the reason) when
+    PostgreSQL refuses it."""
+    try:
+        with conn.transaction():
+            return max(conn.execute(INSERT_ONE_SQL, insert_one_params(row)).rowcount, 0), None
+    except psycopg.DataError as exc:
+        return 0, f"rejected by PostgreSQL: {str(exc).splitlines()[0][:200]}"
+
+
 class WindowError(ValueError):
     """A window that cannot be ingested (bad bounds): not retryable."""
 
@@ -220,6 +230,17 @@ def _ch(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def query_values(window: Window, cfg: IngestConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    """The HogQL values of a window's queries: its bounds and event-time bounds, plus ``extra``."""
+    return {
+        "w_start": _ch(window.start),
+        "w_end": _ch(window.end),
+        "t_start": _ch(window.start - cfg.lookback),
+        "t_end": _ch(window.end + cfg.lookahead),
+        **extra,
+    }
+
+
 def ready_at(window: Window, cfg: IngestConfig) -> datetime:
     return window.end + cfg.settle
 
@@ -266,13 +287,7 @@ class PageFetcher:
         self.rules = Rules(
             cfg.required, cfg.numeric, window.start_ms, window.end_ms, ranges=cfg.ranges
         )
-        self.values = {
-            "w_start": _ch(window.start),
-            "w_end": _ch(window.end),
-            "t_start": _ch(window.start - cfg.lookback),
-            "t_end": _ch(window.end + cfg.lookahead),
-            **self.source.values,
-        }
+        self.values = query_values(window, cfg, self.source.values)
 
     def fetch(self, number: int, cursor: dict[str, Any] | None) -> Page:
         """Page ``number``: 504/512/read timeouts halve the page down to ``min_page_size``; there
@@ -452,17 +467,12 @@ class Progress:
     @classmethod
     def from_checkpoint(cls, cursor: Any) -> Progress:
         data = cursor if isinstance(cursor, dict) else {}
+        counts = {f.name: int(data.get(f.name) or 0) for f in fields(cls) if f.type == "int"}
         return cls(
-            pages=int(data.get("pages") or 0),
-            fetched=int(data.get("fetched") or 0),
-            loaded=int(data.get("loaded") or 0),
-            inserted=int(data.get("inserted") or 0),
-            dead_lettered=int(data.get("dead_lettered") or 0),
+            **counts,
             created_ms=data.get("created_ms"),
             uuid=data.get("uuid"),
             extra_dates=list(data.get("extra_dates") or []),
-            resolved=int(data.get("resolved") or 0),
-            removed=int(data.get("removed") or 0),
         )
 
 
@@ -480,6 +490,16 @@ class IngestResult:
     seconds: float
     api: dict[str, Any] = field(default_factory=dict)
     job_run_id: int | None = None
+
+    @classmethod
+    def of(
+        cls, window: Window, p: Progress, resumed_from: int, skipped: bool, started: float
+    ) -> IngestResult:
+        """The result of a window whose totals are ``p`` (partial = done with dead letters)."""
+        status = "partial" if p.dead_lettered else "completed"
+        seconds = time.monotonic() - started
+        counts = (p.fetched, p.loaded, p.inserted, p.dead_lettered, p.pages)
+        return cls(window, status, *counts, resumed_from, skipped, seconds)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -604,11 +624,9 @@ def _insert_one_by_one(
     inserted = 0
     refused: list[tuple[dict, str, str | None]] = []
     for row in good:
-        try:
-            with conn.transaction():
-                cur = conn.execute(INSERT_ONE_SQL, insert_one_params(row))
-                inserted += max(cur.rowcount, 0)
-        except psycopg.DataError as exc:
+        count, reason = insert_one(conn, row)
+        inserted += count
+        if reason is not None:
             payload = {
                 "uuid": uuid_text(row[0]),
                 "event": row[1],
@@ -617,7 +635,6 @@ def _insert_one_by_one(
                 "created_at": row[4].isoformat(),
                 "properties": jsonb_text(row[5]),
             }
-            reason = f"rejected by PostgreSQL: {str(exc).splitlines()[0][:200]}"
             refused.append((payload, reason, payload["uuid"]))
     return inserted, refused
 
@@ -904,10 +921,7 @@ def _ingest(
     if cp is not None and cp.status == "complete" and not reprocess:
         p = Progress.from_checkpoint(cp.cursor)
         log.info("window %s already complete (%d rows): nothing to fetch", window.label, p.loaded)
-        return IngestResult(
-            window, "partial" if p.dead_lettered else "completed", p.fetched, p.loaded,
-            p.inserted, p.dead_lettered, p.pages, p.pages, True, time.monotonic() - started,
-        )  # fmt: skip
+        return IngestResult.of(window, p, p.pages, True, started)
     if cp is not None and not (reprocess and cp.status == "complete"):
         progress = Progress.from_checkpoint(cp.cursor)
         if progress.pages:
@@ -946,15 +960,4 @@ def _ingest(
         del good, bad
         if on_page is not None:
             on_page(page, progress)
-    return IngestResult(
-        window,
-        "partial" if progress.dead_lettered else "completed",
-        progress.fetched,
-        progress.loaded,
-        progress.inserted,
-        progress.dead_lettered,
-        progress.pages,
-        resumed_from,
-        False,
-        time.monotonic() - started,
-    )
+    return IngestResult.of(window, progress, resumed_from, False, started)

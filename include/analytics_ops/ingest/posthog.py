@@ -25,7 +25,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
 from include.analytics_ops import retry
@@ -100,17 +100,10 @@ class ApiStats:
     status_counts: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "api_calls": self.api_calls,
-            "api_errors": self.api_errors,
-            "rate_limit_hits": self.rate_limit_hits,
-            "rate_limit_hit": self.rate_limit_hits > 0,
-            "retries": self.retries,
-            "wait_seconds": round(self.wait_seconds, 3),
-            "page_shrinks": self.page_shrinks,
-            "bytes_received": self.bytes_received,
-            "status_counts": dict(self.status_counts),
-        }
+        out = asdict(self)  # status_counts as a copy
+        out["rate_limit_hit"] = self.rate_limit_hits > 0
+        out["wait_seconds"] = round(self.wait_seconds, 3)
+        return out
 
 
 def retry_after_seconds(headers: Mapping[str, str], body: Any) -> float | None:
@@ -198,36 +191,12 @@ class PostHogClient:
         return f"PostHogClient({self.base_url!r}, project={self.project_id})"
 
     @classmethod
-    def from_connection_fields(
-        cls,
-        host: str | None,
-        password: str | None,
-        *,
-        port: int | None = None,
-        schema: str | None = None,
-        extra: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> PostHogClient:
-        extra = dict(extra or {})
-        return cls(
-            base_url_from_connection(host, port, schema),
-            password or "",
-            extra.get("project_id"),
-            **kwargs,
-        )
-
-    @classmethod
     def from_airflow(cls, conn_id: str = "posthog_api", **kwargs: Any) -> PostHogClient:
         """Build from the Airflow connection (``AIRFLOW_CONN_POSTHOG_API`` works too)."""
         conn = airflow_connection(conn_id)
-        return cls.from_connection_fields(
-            conn.host,
-            conn.password,
-            port=conn.port,
-            schema=conn.schema,
-            extra=conn.extra_dejson,
-            **kwargs,
-        )
+        base_url = base_url_from_connection(conn.host, conn.port, conn.schema)
+        project_id = (conn.extra_dejson or {}).get("project_id")
+        return cls(base_url, conn.password or "", project_id, **kwargs)
 
     def close(self) -> None:
         self._client.close()

@@ -28,7 +28,7 @@ freshness gate reads ``posthog_reconciled`` wherever reconciliation runs (else `
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,12 +48,14 @@ from include.analytics_ops.ingest.loader import (
     Window,
     _ch,
     ingest_window,
+    query_values,
 )
 from include.analytics_ops.ingest.posthog import PostHogClient
 from include.analytics_ops.ingest.rollups import (
     advance_contiguous_watermark,
     refresh,
     rollup_window,
+    stored_stream_start,
 )
 
 log = logging.getLogger(__name__)
@@ -79,18 +81,11 @@ class Check:
     alerted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "window": self.window.label,
-            "offset_hours": self.offset.total_seconds() / 3600 if self.offset else None,
-            "posthog_count": self.posthog_count,
-            "held": self.held,
-            "fetched": self.fetched,
-            "loaded": self.loaded,
-            "dead_lettered": self.dead_lettered,
-            "beyond_horizon": self.beyond_horizon,
-            "alerted": self.alerted,
-        }
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["window"] = self.window.label
+        out["offset_hours"] = self.offset.total_seconds() / 3600 if self.offset else None
+        del out["offset"]
+        return out
 
 
 @dataclass
@@ -108,20 +103,10 @@ class ReconcileResult:
         }
 
 
-def _values(window: Window, cfg: IngestConfig, extra: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "w_start": _ch(window.start),
-        "w_end": _ch(window.end),
-        "t_start": _ch(window.start - cfg.lookback),
-        "t_end": _ch(window.end + cfg.lookahead),
-        **extra,
-    }
-
-
 def _count(client, window, cfg, event_time: str, extra: dict, deadline) -> int:
     body = client.query(
         COUNT_QUERY_TEMPLATE % {"event_time": event_time},
-        _values(window, cfg, extra),
+        query_values(window, cfg, extra),
         name=f"analytics_hourly count {window.start:%Y-%m-%dT%H:%M}",
         deadline=deadline,
     )
@@ -255,10 +240,7 @@ def due_sweep_days(conn: psycopg.Connection, cfg: IngestConfig, now: datetime) -
             (days[-1].start,),
         ).fetchall()
     }
-    start = conn.execute(
-        "SELECT started_at FROM ops.stream_starts WHERE stream = %s", (STREAM,)
-    ).fetchone()
-    first = start[0] if start else None
+    first = stored_stream_start(conn)
     return [d for d in reversed(days) if d.start not in done and (first is None or d.end > first)]
 
 

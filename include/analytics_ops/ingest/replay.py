@@ -17,7 +17,7 @@ from include.analytics_ops import store
 from include.analytics_ops.dates import pt_date
 from include.analytics_ops.ingest import STREAM
 from include.analytics_ops.ingest.config import IngestConfig
-from include.analytics_ops.ingest.loader import INSERT_ONE_SQL, insert_one_params
+from include.analytics_ops.ingest.loader import insert_one
 from include.analytics_ops.ingest.rollups import RollupResult, refresh
 from include.analytics_ops.ingest.validation import COLUMNS, Rules, check_row, uuid_text
 
@@ -60,18 +60,10 @@ def replay_dead_letters(
             row = [data.get(c) for c in COLUMNS]
             row[idx["created_ms"]] = None
             good, reason = check_row(row, idx, rules)
-            if good is None:
+            if good is not None:
+                inserted, reason = insert_one(conn, good)
+            if good is None or reason is not None:
                 store.retry_failed_dead_letter(conn, dl_id, reason or "invalid")
-                result.still_failing += 1
-                result.failures.append({"id": dl_id, "reason": reason})
-                continue
-            try:
-                with conn.transaction():
-                    cur = conn.execute(INSERT_ONE_SQL, insert_one_params(good))
-                    inserted = cur.rowcount > 0
-            except psycopg.DataError as exc:
-                reason = f"rejected by PostgreSQL: {str(exc).splitlines()[0][:200]}"
-                store.retry_failed_dead_letter(conn, dl_id, reason)
                 result.still_failing += 1
                 result.failures.append({"id": dl_id, "reason": reason})
                 continue

@@ -180,127 +180,89 @@ def window_dates(conn: psycopg.Connection, start: datetime, end: datetime) -> li
     return [r[0] for r in rows]
 
 
-def _refresh_date(conn: psycopg.Connection, day: date, m: EventMapping) -> dict[str, int]:
-    lo, hi = pt_day_bounds(day)
-    views, saves = _lit_list(m.view_events), _lit_list(m.save_events)
-    leads = _lit_list(m.lead_events)
-    listing_events = _lit_list({*m.view_events, *m.save_events, *m.lead_events})
-    pageviews, purchases = _lit_list(m.pageview_events), _lit_list(m.purchase_events)
-    listing, dev = _prop(m.listing_property), _prop(m.development_property)
-    session, user_type = _prop(m.session_property), _prop(m.user_type_property)
-    out: dict[str, int] = {}
-    for table in ("listing_daily_stats", "user_daily_stats", "development_daily_stats"):
-        conn.execute(
-            sql.SQL("DELETE FROM analytics.{} WHERE stat_date = %s").format(sql.Identifier(table)),
-            (day,),
-        )
-    cur = conn.execute(
-        sql.SQL(
-            """
-            INSERT INTO analytics.listing_daily_stats
-                   (listing_id, stat_date, development_id, views, unique_viewers, saves, leads)
-            SELECT {listing}, %(day)s, max({dev}),
-                   count(*) FILTER (WHERE event IN {views}),
-                   count(DISTINCT distinct_id) FILTER (WHERE event IN {views}),
-                   count(*) FILTER (WHERE event IN {saves}),
-                   count(*) FILTER (WHERE event IN {leads})
-              FROM analytics.posthog_events
-             WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
-               AND event IN {listing_events} AND {listing} IS NOT NULL AND {listing} <> ''
-             GROUP BY {listing}
-            """
-        ).format(
-            listing=listing,
-            dev=dev,
-            views=views,
-            saves=saves,
-            leads=leads,
-            listing_events=listing_events,
-        ),
-        {"day": day, "lo": lo, "hi": hi},
-    )
-    out["listings"] = cur.rowcount
-    cur = conn.execute(
-        sql.SQL(
-            """
-            INSERT INTO analytics.user_daily_stats
-                   (user_id, user_type, stat_date, events, page_views, sessions, listings_viewed,
-                    leads, purchases)
-            SELECT distinct_id, COALESCE(NULLIF({user_type}, ''), 'unknown'), %(day)s, count(*),
-                   count(*) FILTER (WHERE event IN {pageviews}),
-                   count(DISTINCT {session}),
-                   count(DISTINCT {listing}) FILTER (WHERE event IN {views}),
-                   count(*) FILTER (WHERE event IN {leads}),
-                   count(*) FILTER (WHERE event IN {purchases})
-              FROM analytics.posthog_events
-             WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
-             GROUP BY 1, 2
-            """
-        ).format(
-            user_type=user_type,
-            pageviews=pageviews,
-            session=session,
-            listing=listing,
-            views=views,
-            leads=leads,
-            purchases=purchases,
-        ),
-        {"day": day, "lo": lo, "hi": hi},
-    )
-    out["users"] = cur.rowcount
-    cur = conn.execute(
-        sql.SQL(
-            """
-            INSERT INTO analytics.development_daily_stats
-                   (development_id, stat_date, views, unique_viewers, leads)
-            SELECT {dev}, %(day)s,
-                   count(*) FILTER (WHERE event IN {views}),
-                   count(DISTINCT distinct_id) FILTER (WHERE event IN {views}),
-                   count(*) FILTER (WHERE event IN {leads})
-              FROM analytics.posthog_events
-             WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
-               AND event IN {listing_events} AND {dev} IS NOT NULL AND {dev} <> ''
-             GROUP BY {dev}
-            """
-        ).format(dev=dev, views=views, leads=leads, listing_events=listing_events),
-        {"day": day, "lo": lo, "hi": hi},
-    )
-    out["developments"] = cur.rowcount
-    return out
+def _fragments(m: EventMapping) -> dict[str, sql.Composable]:
+    """The SQL pieces of the mapping every rollup statement below is built from."""
+    return {
+        "views": _lit_list(m.view_events),
+        "saves": _lit_list(m.save_events),
+        "leads": _lit_list(m.lead_events),
+        "listing_events": _lit_list({*m.view_events, *m.save_events, *m.lead_events}),
+        "pageviews": _lit_list(m.pageview_events),
+        "purchases": _lit_list(m.purchase_events),
+        "listing": _prop(m.listing_property),
+        "dev": _prop(m.development_property),
+        "session": _prop(m.session_property),
+        "user_type": _prop(m.user_type_property),
+        "seeker": _prop(m.seeker_property),
+        "e_dev": _prop(m.development_property, "e"),
+        "e_listing": _prop(m.listing_property, "e"),
+        "e_seeker": _prop(m.seeker_property, "e"),
+        "revenue": sql.SQL(
+            "CASE WHEN jsonb_typeof(properties -> {r}) = 'number'"
+            " THEN (properties ->> {r})::numeric END"
+        ).format(r=sql.Literal(m.revenue_property)),
+    }
 
 
-def _refresh_daily_metrics(conn: psycopg.Connection, day: date, m: EventMapping) -> int:
-    lo, hi = pt_day_bounds(day)
-    purchases = _lit_list(m.purchase_events)
-    session = _prop(m.session_property)
-    revenue = sql.SQL(
-        "CASE WHEN jsonb_typeof(properties -> {r}) = 'number'"
-        " THEN (properties ->> {r})::numeric END"
-    ).format(r=sql.Literal(m.revenue_property))
-    cur = conn.execute(
-        sql.SQL(
-            """
-            INSERT INTO analytics.daily_metrics
-                   (metric_date, revenue, orders, sessions, conversions, traffic_updated_at)
-            SELECT %(day)s,
-                   COALESCE(sum({revenue}) FILTER (WHERE event IN {purchases}), 0),
-                   count(*) FILTER (WHERE event IN {purchases}),
-                   count(DISTINCT {session}),
-                   count(DISTINCT {session}) FILTER (WHERE event IN {purchases}),
-                   now()
-              FROM analytics.posthog_events
-             WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
-            ON CONFLICT (metric_date) DO UPDATE
-               SET revenue = EXCLUDED.revenue, orders = EXCLUDED.orders,
-                   sessions = EXCLUDED.sessions, conversions = EXCLUDED.conversions,
-                   traffic_updated_at = now(), updated_at = now()
-            """
-        ).format(revenue=revenue, purchases=purchases, session=session),
-        {"day": day, "lo": lo, "hi": hi},
-    )
-    return cur.rowcount
-
-
+#: One PT date's rows of each entity table, rebuilt from all events of the date.
+_DATE_SQL = {
+    "listings": """
+        INSERT INTO analytics.listing_daily_stats
+               (listing_id, stat_date, development_id, views, unique_viewers, saves, leads)
+        SELECT {listing}, %(day)s, max({dev}),
+               count(*) FILTER (WHERE event IN {views}),
+               count(DISTINCT distinct_id) FILTER (WHERE event IN {views}),
+               count(*) FILTER (WHERE event IN {saves}),
+               count(*) FILTER (WHERE event IN {leads})
+          FROM analytics.posthog_events
+         WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
+           AND event IN {listing_events} AND {listing} IS NOT NULL AND {listing} <> ''
+         GROUP BY {listing}
+        """,
+    "users": """
+        INSERT INTO analytics.user_daily_stats
+               (user_id, user_type, stat_date, events, page_views, sessions, listings_viewed,
+                leads, purchases)
+        SELECT distinct_id, COALESCE(NULLIF({user_type}, ''), 'unknown'), %(day)s, count(*),
+               count(*) FILTER (WHERE event IN {pageviews}),
+               count(DISTINCT {session}),
+               count(DISTINCT {listing}) FILTER (WHERE event IN {views}),
+               count(*) FILTER (WHERE event IN {leads}),
+               count(*) FILTER (WHERE event IN {purchases})
+          FROM analytics.posthog_events
+         WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
+         GROUP BY 1, 2
+        """,
+    "developments": """
+        INSERT INTO analytics.development_daily_stats
+               (development_id, stat_date, views, unique_viewers, leads)
+        SELECT {dev}, %(day)s,
+               count(*) FILTER (WHERE event IN {views}),
+               count(DISTINCT distinct_id) FILTER (WHERE event IN {views}),
+               count(*) FILTER (WHERE event IN {leads})
+          FROM analytics.posthog_events
+         WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
+           AND event IN {listing_events} AND {dev} IS NOT NULL AND {dev} <> ''
+         GROUP BY {dev}
+        """,
+}
+#: The date's traffic columns of ``daily_metrics`` (ingest era only).
+_DAILY_METRICS_SQL = """
+    INSERT INTO analytics.daily_metrics
+           (metric_date, revenue, orders, sessions, conversions, traffic_updated_at)
+    SELECT %(day)s,
+           COALESCE(sum({revenue}) FILTER (WHERE event IN {purchases}), 0),
+           count(*) FILTER (WHERE event IN {purchases}),
+           count(DISTINCT {session}),
+           count(DISTINCT {session}) FILTER (WHERE event IN {purchases}),
+           now()
+      FROM analytics.posthog_events
+     WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s
+    ON CONFLICT (metric_date) DO UPDATE
+       SET revenue = EXCLUDED.revenue, orders = EXCLUDED.orders,
+           sessions = EXCLUDED.sessions, conversions = EXCLUDED.conversions,
+           traffic_updated_at = now(), updated_at = now()
+"""
 _LEADS_SQL = """
 WITH pairs AS (
     SELECT DISTINCT {listing} AS listing_id, COALESCE({seeker}, distinct_id) AS seeker_id
@@ -319,46 +281,17 @@ ON CONFLICT (listing_id, seeker_id) DO UPDATE
    SET development_id = EXCLUDED.development_id, first_seen_at = EXCLUDED.first_seen_at,
        last_seen_at = EXCLUDED.last_seen_at, lead_count = EXCLUDED.lead_count, updated_at = now()
 """
+_PROCESSED_SQL = """
+    SELECT count(DISTINCT {listing}), count(DISTINCT distinct_id),
+           count(DISTINCT {dev}),
+           count(DISTINCT ({listing}, COALESCE({seeker}, distinct_id)))
+               FILTER (WHERE event IN {leads} AND {listing} IS NOT NULL)
+      FROM analytics.posthog_events WHERE {scope}
+"""
 
 
-def _refresh_leads(conn: psycopg.Connection, m: EventMapping, scope: sql.Composable, params) -> int:
-    cur = conn.execute(
-        sql.SQL(_LEADS_SQL).format(
-            listing=_prop(m.listing_property),
-            seeker=_prop(m.seeker_property),
-            leads=_lit_list(m.lead_events),
-            e_dev=_prop(m.development_property, "e"),
-            e_listing=_prop(m.listing_property, "e"),
-            e_seeker=_prop(m.seeker_property, "e"),
-            scope=scope,
-        ),
-        params,
-    )
-    return cur.rowcount
-
-
-def _processed_counts(
-    conn: psycopg.Connection, m: EventMapping, scope: sql.Composable, params
-) -> dict[str, int]:
-    row = conn.execute(
-        sql.SQL(
-            """
-            SELECT count(DISTINCT {listing}), count(DISTINCT distinct_id),
-                   count(DISTINCT {dev}),
-                   count(DISTINCT ({listing}, COALESCE({seeker}, distinct_id)))
-                       FILTER (WHERE event IN {leads} AND {listing} IS NOT NULL)
-              FROM analytics.posthog_events WHERE {scope}
-            """
-        ).format(
-            listing=_prop(m.listing_property),
-            dev=_prop(m.development_property),
-            seeker=_prop(m.seeker_property),
-            leads=_lit_list(m.lead_events),
-            scope=scope,
-        ),
-        params,
-    ).fetchone()
-    return dict(zip(("listings", "users", "developments", "leads"), row, strict=True))
+def _run(conn: psycopg.Connection, template: str, fragments: dict, params) -> psycopg.Cursor:
+    return conn.execute(sql.SQL(template).format(**fragments), params)
 
 
 def refresh(
@@ -371,21 +304,30 @@ def refresh(
     """Recompute ``dates`` and the lead pairs of the events in ``scope`` (a WHERE fragment over
     ``analytics.posthog_events``). Call inside a transaction."""
     started = time.monotonic()
-    m = cfg.mapping
+    f = {**_fragments(cfg.mapping), "scope": scope}
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
     result = RollupResult(dates=sorted(set(dates)))
-    result.processed = _processed_counts(conn, m, scope, params)
-    totals = {"listings": 0, "users": 0, "developments": 0}
+    row = _run(conn, _PROCESSED_SQL, f, params).fetchone()
+    result.processed = dict(zip(("listings", "users", "developments", "leads"), row, strict=True))
+    totals = dict.fromkeys(_DATE_SQL, 0)
     start = era_start(conn, cfg)
     for day in result.dates:
-        for k, v in _refresh_date(conn, day, m).items():
-            totals[k] += v
-        if in_era(day, start):
-            totals["daily_metrics"] = totals.get("daily_metrics", 0) + _refresh_daily_metrics(
-                conn, day, m
+        lo, hi = pt_day_bounds(day)
+        day_params = {"day": day, "lo": lo, "hi": hi}
+        for table in ("listing_daily_stats", "user_daily_stats", "development_daily_stats"):
+            conn.execute(
+                sql.SQL("DELETE FROM analytics.{} WHERE stat_date = %s").format(
+                    sql.Identifier(table)
+                ),
+                (day,),
             )
+        for entity, template in _DATE_SQL.items():
+            totals[entity] += _run(conn, template, f, day_params).rowcount
+        if in_era(day, start):
+            written = _run(conn, _DAILY_METRICS_SQL, f, day_params).rowcount
+            totals["daily_metrics"] = totals.get("daily_metrics", 0) + written
             result.era_dates.append(day)
-    totals["leads"] = _refresh_leads(conn, m, scope, params)
+    totals["leads"] = _run(conn, _LEADS_SQL, f, params).rowcount
     result.inserted = totals
     result.seconds = time.monotonic() - started
     return result

@@ -85,16 +85,14 @@ def check_row(
         why = unstorable(event, "event") or unstorable(distinct, "distinct_id")
         if why:
             return None, why
-        raw_ts = row[idx["timestamp"]]
-        try:
-            ts = parse_ts(raw_ts)
-        except (ValueError, TypeError):
-            return None, f"unparseable timestamp {str(raw_ts)[:64]!r}"
-        raw_created = row[idx["created_at"]]
-        try:
-            created = parse_ts(raw_created)
-        except (ValueError, TypeError):
-            return None, f"unparseable created_at {str(raw_created)[:64]!r}"
+        moments = []
+        for column in ("timestamp", "created_at"):
+            raw = row[idx[column]]
+            try:
+                moments.append(parse_ts(raw))
+            except (ValueError, TypeError):
+                return None, f"unparseable {column} {str(raw)[:64]!r}"
+        ts, created = moments
         ms_i = idx.get("created_ms")
         if ms_i is not None and rules.created_lo_ms is not None:
             ms = row[ms_i]
@@ -126,28 +124,24 @@ def check_row(
             return None, f"properties must be a JSON object, got {type(props).__name__}"
         if not isinstance(decoded, dict):
             return None, f"properties must be a JSON object, got {type(decoded).__name__}"
-        need = rules.required.get(event)
-        if need:
-            for name in need:
-                value = decoded.get(name)
-                if value is None or value == "":
-                    return None, f"missing required property {name!r} for event {event!r}"
-        nums = rules.numeric.get(event)
-        if nums:
-            for name in nums:
-                value = decoded.get(name)
-                if value is None:
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    return None, f"property {name!r} of event {event!r} is not a number"
-                if not math.isfinite(value):
-                    return None, f"property {name!r} of event {event!r} is not finite"
-                lo, hi = rules.ranges.get(event, {}).get(name, DEFAULT_RANGE)
-                if not lo <= value <= hi:
-                    return None, (
-                        f"property {name!r} of event {event!r} is {value!r}, outside the"
-                        f" configured range [{lo:g}, {hi:g}]"
-                    )
+        for name in rules.required.get(event, ()):
+            value = decoded.get(name)
+            if value is None or value == "":
+                return None, f"missing required property {name!r} for event {event!r}"
+        for name in rules.numeric.get(event, ()):
+            value = decoded.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None, f"property {name!r} of event {event!r} is not a number"
+            if not math.isfinite(value):
+                return None, f"property {name!r} of event {event!r} is not finite"
+            lo, hi = rules.ranges.get(event, {}).get(name, DEFAULT_RANGE)
+            if not lo <= value <= hi:
+                return None, (
+                    f"property {name!r} of event {event!r} is {value!r}, outside the"
+                    f" configured range [{lo:g}, {hi:g}]"
+                )
         return (uid, event, distinct, ts, created, b"\x01" + text.encode()), None
     except (IndexError, KeyError, TypeError) as exc:
         return None, f"malformed row ({type(exc).__name__}: {exc})"

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -300,25 +300,10 @@ def upsert_issues(conn: psycopg.Connection, project_id: int, records: Iterable[I
     written = 0
     with conn.cursor() as cur:
         for r in records:
-            cur.execute(
-                _UPSERT,
-                (
-                    project_id,
-                    r.number,
-                    r.is_pull_request,
-                    r.state,
-                    r.title,
-                    r.severity,
-                    r.is_bug,
-                    r.revenue_impact_per_day,
-                    r.assignee,
-                    store.jsonb(r.labels),
-                    r.opened_at,
-                    r.closed_at,
-                    r.merged_at,
-                    r.updated_at,
-                ),
-            )
+            # _UPSERT's columns are the project id, then IssueRecord's fields in their order
+            values = {f.name: getattr(r, f.name) for f in fields(r)}
+            values["labels"] = store.jsonb(r.labels)
+            cur.execute(_UPSERT, (project_id, *values.values()))
             written += cur.fetchone() is not None
     return written
 

@@ -245,7 +245,7 @@ def record_work_list(
 
 def batch_jobs(conn: psycopg.Connection, run_id: str, batch: int) -> list[tuple[str, str]]:
     """The (client_id, platform) jobs of one batch of a run, in a stable order."""
-    rows = conn.execute(
+    return conn.execute(
         """
         SELECT client_id, platform FROM analytics.inventory_refresh_jobs
          WHERE run_id = %s AND batch = %s
@@ -253,7 +253,6 @@ def batch_jobs(conn: psycopg.Connection, run_id: str, batch: int) -> list[tuple[
         """,
         (run_id, batch),
     ).fetchall()
-    return [(r[0], r[1]) for r in rows]
 
 
 def successful_jobs(
@@ -270,5 +269,4 @@ def successful_jobs(
         """,
         (run_id, sorted({c for c, _ in jobs})),
     ).fetchall()
-    wanted = set(jobs)
-    return {(r[0], r[1]) for r in rows} & wanted
+    return set(rows) & set(jobs)

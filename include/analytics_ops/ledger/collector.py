@@ -96,27 +96,21 @@ class JobActivity:
     last_failure: tuple[datetime, int, str] | None = None
 
 
+def _total(counter: str) -> property:
+    """The sum of one ``FileResult`` counter over the collection's files."""
+    return property(lambda self: sum(getattr(f, counter) for f in self.files))
+
+
 @dataclass
 class CollectResult:
     files: list[FileResult] = field(default_factory=list)
     jobs: dict[str, JobActivity] = field(default_factory=dict)
     alerts: list[Any] = field(default_factory=list)
 
-    @property
-    def lines(self) -> int:
-        return sum(f.lines for f in self.files)
-
-    @property
-    def inserted(self) -> int:
-        return sum(f.inserted for f in self.files)
-
-    @property
-    def duplicates(self) -> int:
-        return sum(f.duplicates for f in self.files)
-
-    @property
-    def malformed(self) -> int:
-        return sum(f.malformed for f in self.files)
+    lines = _total("lines")
+    inserted = _total("inserted")
+    duplicates = _total("duplicates")
+    malformed = _total("malformed")
 
     @property
     def refused(self) -> dict[str, str]:

@@ -11,6 +11,10 @@ from typing import Any
 import psycopg
 
 
+def _success_rate(runs: int, failed: int) -> float | None:
+    return 100.0 * (runs - failed) / runs if runs else None
+
+
 @dataclass(frozen=True)
 class LedgerJobStats:
     job: str
@@ -28,15 +32,11 @@ class LedgerJobStats:
 
     @property
     def success_rate_24h(self) -> float | None:
-        return (
-            None if not self.runs_24h else 100.0 * (self.runs_24h - self.failed_24h) / self.runs_24h
-        )
+        return _success_rate(self.runs_24h, self.failed_24h)
 
     @property
     def success_rate_7d(self) -> float | None:
-        if not self.runs_7d:
-            return None
-        return 100.0 * (self.runs_7d - self.failed_7d) / self.runs_7d
+        return _success_rate(self.runs_7d, self.failed_7d)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -45,6 +45,7 @@ class LedgerJobStats:
         return out
 
 
+#: One row per job: the columns are the fields of LedgerJobStats, in their order.
 _STATS_SQL = """
 WITH e AS (
     SELECT job, ts, exit_code, message,
@@ -57,7 +58,7 @@ SELECT job,
        count(*) FILTER (WHERE ts > %(now)s - interval '24 hours' AND exit_code <> 0),
        count(*) FILTER (WHERE ts > %(now)s - interval '7 days'),
        count(*) FILTER (WHERE ts > %(now)s - interval '7 days' AND exit_code <> 0),
-       extract(epoch FROM avg(gap) FILTER (WHERE ts > %(now)s - interval '7 days')),
+       extract(epoch FROM avg(gap) FILTER (WHERE ts > %(now)s - interval '7 days'))::float8,
        max(ts),
        (array_agg(exit_code ORDER BY ts DESC))[1],
        max(ts) FILTER (WHERE exit_code <> 0),
@@ -75,24 +76,7 @@ def ledger_stats(
 ) -> list[LedgerJobStats]:
     """Stats per ledger job as of ``now`` (default: the current time)."""
     now = now or datetime.now(UTC)
-    rows = conn.execute(_STATS_SQL, {"now": now, "job": job}).fetchall()
-    return [
-        LedgerJobStats(
-            job=r[0],
-            runs_24h=r[1],
-            failed_24h=r[2],
-            runs_7d=r[3],
-            failed_7d=r[4],
-            avg_interval_seconds=float(r[5]) if r[5] is not None else None,
-            last_run=r[6],
-            last_exit_code=r[7],
-            last_failure=r[8],
-            last_failure_exit_code=r[9],
-            last_failure_message=r[10],
-            total_entries=r[11],
-        )
-        for r in rows
-    ]
+    return [LedgerJobStats(*r) for r in conn.execute(_STATS_SQL, {"now": now, "job": job})]
 
 
 def _pct(value: float | None) -> str:

@@ -22,9 +22,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from include.analytics_ops.nightly import CHECK_TASK_IDS
+from include.analytics_ops.store import dict_rows, jsonb
 
 KINDS = ("range", "trend")
-HISTORY_COLUMNS = ("metric_date", "revenue", "orders", "sessions", "conversions")
 
 
 class InvalidCheckConfig(ValueError):
@@ -100,12 +100,12 @@ def excluded_days(conn, metric: str, start: date, before: date) -> set[date]:
 
 def read_history(conn, day: date, days_back: int) -> list[dict[str, Any]]:
     """``daily_metrics`` rows for [day - days_back, day] as mappings, oldest first."""
-    cur = conn.execute(
-        f"SELECT {', '.join(HISTORY_COLUMNS)} FROM analytics.daily_metrics"
+    return dict_rows(
+        conn,
+        "SELECT metric_date, revenue, orders, sessions, conversions FROM analytics.daily_metrics"
         " WHERE metric_date BETWEEN %s AND %s ORDER BY metric_date",
         (day - timedelta(days=days_back), day),
     )
-    return [dict(zip(HISTORY_COLUMNS, r, strict=True)) for r in cur.fetchall()]
 
 
 def evaluate_check(conn, metric: str, kind: str, day: date, config) -> tuple[Any, dict[str, Any]]:
@@ -129,8 +129,6 @@ def evaluate_check(conn, metric: str, kind: str, day: date, config) -> tuple[Any
 def upsert_check_result(conn, outcome, run_id: str | None, extra_details: Mapping | None = None):
     """Insert or replace the (target_date, check_name) row. A person's ``expected`` mark survives
     reruns, and an expected day is never ``excluded``."""
-    from include.analytics_ops.store import jsonb
-
     row = outcome.to_row()
     details = dict(row["details"])
     if extra_details:

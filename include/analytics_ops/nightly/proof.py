@@ -24,6 +24,7 @@ from typing import Any
 
 from include.analytics_ops.nightly import CHECK_TASK_IDS
 from include.analytics_ops.nightly.artifacts import proof_path, write_json_atomic
+from include.analytics_ops.store import dict_rows, jsonb
 
 ALERT_PREFIX = "metric_check:"
 ALERT_SOURCE = "metric_check"
@@ -31,12 +32,12 @@ ROW_COLUMNS = (
     "check_name",
     "metric",
     "kind",
+    "severity",
     "value",
     "centre",
     "expected_low",
     "expected_high",
     "score",
-    "severity",
     "explanation",
     "excluded",
     "expected",
@@ -44,6 +45,8 @@ ROW_COLUMNS = (
     "details",
     "run_id",
 )
+#: What the proof shows of each row: all but the bookkeeping.
+ENTRY_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in ("details", "run_id"))
 
 
 def check_label(check_name: str) -> str:
@@ -87,12 +90,13 @@ class Proof:
 
 def load_check_rows(conn, day: date) -> dict[str, dict[str, Any]]:
     """The stored rows of ``day`` for the six checks, by check name."""
-    cur = conn.execute(
+    rows = dict_rows(
+        conn,
         f"SELECT {', '.join(ROW_COLUMNS)} FROM analytics.check_results"
         " WHERE target_date = %s AND check_name = ANY(%s)",
         (day, list(CHECK_TASK_IDS)),
     )
-    return {r[0]: dict(zip(ROW_COLUMNS, r, strict=True)) for r in cur.fetchall()}
+    return {r["check_name"]: r for r in rows}
 
 
 def rows_of_run(
@@ -121,22 +125,7 @@ def status_of_run(conn, day: date, run_id: str | None) -> tuple[str | None, list
 
 
 def _check_entry(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "check": check_label(row["check_name"]),
-        "check_name": row["check_name"],
-        "metric": row["metric"],
-        "kind": row["kind"],
-        "severity": row["severity"],
-        "value": row["value"],
-        "centre": row["centre"],
-        "expected_low": row["expected_low"],
-        "expected_high": row["expected_high"],
-        "score": row["score"],
-        "explanation": row["explanation"],
-        "excluded": row["excluded"],
-        "expected": row["expected"],
-        "config_version": row["config_version"],
-    }
+    return {"check": check_label(row["check_name"])} | {c: row[c] for c in ENTRY_COLUMNS}
 
 
 def build_proof(
@@ -187,8 +176,6 @@ def build_proof(
 
 def store_proof(conn, proof: Proof, artifacts: str) -> Path:
     """Write the proof file (atomically) and upsert its ``analytics.sampling_proofs`` row."""
-    from include.analytics_ops.store import jsonb
-
     path = write_json_atomic(proof_path(artifacts, proof.target_date), proof.as_json())
     conn.execute(
         """

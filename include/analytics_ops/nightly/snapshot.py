@@ -27,6 +27,7 @@ from typing import Any
 
 from include.analytics_ops.dates import pt_day_bounds
 from include.analytics_ops.nightly.artifacts import snapshot_path, write_json_atomic
+from include.analytics_ops.store import jsonb
 
 
 class CategoryUnavailable(RuntimeError):
@@ -221,8 +222,6 @@ def capture(
 
 def store_snapshot(conn, snap: Snapshot, artifacts: str) -> Path:
     """Write the snapshot file (atomically) and upsert its ``analytics.dashboard_snapshots`` row."""
-    from include.analytics_ops.store import jsonb
-
     path = write_json_atomic(snapshot_path(artifacts, snap.snapshot_date), snap.as_json())
     conn.execute(
         """

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops.dates import pt_day_bounds
+from include.analytics_ops.store import dict_rows
 
 MAX_SCORE_AGE_DAYS = 7
 CRITICAL_SLA_DAYS = 7
@@ -72,20 +73,20 @@ _ISSUE_FIGURES = """
     )
     SELECT p.project_id, p.repo, p.name,
            (SELECT count(*) FROM open_issues o WHERE o.project_id = p.project_id
-                                                 AND NOT o.is_pull_request),
-           (SELECT count(*) FROM bugs b WHERE b.project_id = p.project_id),
+                                                 AND NOT o.is_pull_request) AS n_open,
+           (SELECT count(*) FROM bugs b WHERE b.project_id = p.project_id) AS n_bugs,
            (SELECT count(*) FROM bugs b WHERE b.project_id = p.project_id
-                                          AND b.severity = 'critical'),
-           (SELECT count(*) FROM bugs b WHERE b.project_id = p.project_id
-                                          AND b.severity = 'critical'
-                                          AND coalesce(b.assignee, '') = ''),
+                                          AND b.severity = 'critical') AS n_crit,
            (SELECT count(*) FROM bugs b WHERE b.project_id = p.project_id
                                           AND b.severity = 'critical'
-                                          AND b.opened_at < %(sla_cutoff)s),
+                                          AND coalesce(b.assignee, '') = '') AS n_unassigned,
            (SELECT count(*) FROM bugs b WHERE b.project_id = p.project_id
-                                          AND b.severity = 'high'),
+                                          AND b.severity = 'critical'
+                                          AND b.opened_at < %(sla_cutoff)s) AS n_overdue,
+           (SELECT count(*) FROM bugs b WHERE b.project_id = p.project_id
+                                          AND b.severity = 'high') AS n_high,
            (SELECT coalesce(sum(b.revenue_impact_per_day), 0) FROM bugs b
-             WHERE b.project_id = p.project_id),
+             WHERE b.project_id = p.project_id) AS risk,
            h.health_date, h.score, h.status, h.reasons
       FROM analytics.projects p
       LEFT JOIN LATERAL (
@@ -142,7 +143,9 @@ def computed_status(
 def project_statuses(conn: psycopg.Connection, as_of: date) -> list[ProjectStatus]:
     """Status of every active project as of the end of PT day ``as_of``."""
     cutoff = pt_day_bounds(as_of)[1]
-    rows = conn.execute(
+    out: list[ProjectStatus] = []
+    for r in dict_rows(
+        conn,
         _ISSUE_FIGURES,
         {
             "cutoff": cutoff,
@@ -150,47 +153,31 @@ def project_statuses(conn: psycopg.Connection, as_of: date) -> list[ProjectStatu
             "as_of": as_of + timedelta(days=1),  # the nightly scorer of the report date counts
             "oldest": as_of - timedelta(days=MAX_SCORE_AGE_DAYS),
         },
-    ).fetchall()
-    out: list[ProjectStatus] = []
-    for (
-        pid,
-        repo,
-        name,
-        n_open,
-        n_bugs,
-        n_crit,
-        n_unassigned,
-        n_overdue,
-        n_high,
-        risk,
-        h_date,
-        h_score,
-        h_status,
-        h_reasons,
-    ) in rows:
+    ):
+        risk = Decimal(r["risk"])
         status = ProjectStatus(
-            project_id=pid,
-            repo=repo,
-            name=name,
+            project_id=r["project_id"],
+            repo=r["repo"],
+            name=r["name"],
             status="healthy",
             score=100,
             health_date=None,
             source="computed",
-            open_issues=n_open,
-            open_bugs=n_bugs,
-            open_critical_bugs=n_crit,
-            unassigned_critical_bugs=n_unassigned,
-            revenue_at_risk_per_day=Decimal(risk),
+            open_issues=r["n_open"],
+            open_bugs=r["n_bugs"],
+            open_critical_bugs=r["n_crit"],
+            unassigned_critical_bugs=r["n_unassigned"],
+            revenue_at_risk_per_day=risk,
         )
-        if h_status is not None:
-            status.status, status.score, status.health_date = h_status, int(h_score), h_date
-            status.source = "project_health"
-            status.reasons = [_reason_text(r) for r in (h_reasons or [])] or [
-                f"health score {h_score}"
+        if r["status"] is not None:
+            status.status, status.score = r["status"], int(r["score"])
+            status.health_date, status.source = r["health_date"], "project_health"
+            status.reasons = [_reason_text(x) for x in (r["reasons"] or [])] or [
+                f"health score {r['score']}"
             ]
         else:
             status.status, status.score, status.reasons = computed_status(
-                n_crit, n_unassigned, n_overdue, n_high, Decimal(risk)
+                r["n_crit"], r["n_unassigned"], r["n_overdue"], r["n_high"], risk
             )
         out.append(status)
     return out

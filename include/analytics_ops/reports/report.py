@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from include.analytics_ops.reports.window import ReportWindow
+from include.analytics_ops.store import dict_rows
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 HTML_TEMPLATE = "cto_report.html.j2"
@@ -139,30 +140,23 @@ class ReportData:
 
 
 def _week_totals(conn: psycopg.Connection, window: ReportWindow) -> dict[str, Any]:
-    row = conn.execute(
+    (row,) = dict_rows(
+        conn,
         """
-        SELECT sum(revenue), sum(orders), sum(sessions), sum(conversions),
+        SELECT sum(revenue) AS revenue, sum(orders) AS orders, sum(sessions) AS sessions,
+               sum(conversions) AS conversions,
                CASE WHEN sum(sessions) > 0
-                    THEN sum(conversions)::double precision / sum(sessions) END,
-               CASE WHEN sum(orders) > 0 THEN sum(revenue) / sum(orders) END,
-               sum(ideas_added), count(*)
+                    THEN sum(conversions)::double precision / sum(sessions) END
+                 AS conversion_rate,
+               CASE WHEN sum(orders) > 0 THEN sum(revenue) / sum(orders) END AS aov,
+               sum(ideas_added) AS ideas_added, count(*) AS days
           FROM analytics.daily_metrics WHERE metric_date BETWEEN %s AND %s
         """,
         (window.start, window.end),
-    ).fetchone()
-    keys = (
-        "revenue",
-        "orders",
-        "sessions",
-        "conversions",
-        "conversion_rate",
-        "aov",
-        "ideas_added",
-        "days",
     )
-    out = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in zip(keys, row, strict=True)}
+    out = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in row.items()}
     if not out["days"]:
-        out = dict.fromkeys(keys) | {"days": 0}
+        out = dict.fromkeys(out) | {"days": 0}
     return out
 
 
@@ -265,15 +259,14 @@ def collect_report_data(
         }
         for day in window.days
     ]
-    check_flags = [
-        {"date": r[0], "check": r[1], "severity": r[2], "explanation": r[3]}
-        for r in conn.execute(
-            "SELECT target_date, check_name, severity, explanation FROM analytics.check_results"
-            " WHERE target_date BETWEEN %s AND %s AND severity IN ('warning', 'critical')"
-            " ORDER BY target_date, check_name",
-            (window.start, window.end),
-        ).fetchall()
-    ]
+    check_flags = dict_rows(
+        conn,
+        'SELECT target_date AS date, check_name AS "check", severity, explanation'
+        " FROM analytics.check_results"
+        " WHERE target_date BETWEEN %s AND %s AND severity IN ('warning', 'critical')"
+        " ORDER BY target_date, check_name",
+        (window.start, window.end),
+    )
 
     projects = health.project_statuses(conn, window.end)
     cutoff = window.utc_bounds()[1]
@@ -351,42 +344,31 @@ def collect_report_data(
     finished = total["completed"] + total["failed"]
     total["success_rate"] = total["completed"] / finished if finished else None
     total["success_rate_text"] = fmt_pct(total["success_rate"], 1)
-    failures = [
-        {
-            "dag_id": r[0],
-            "task_id": r[1],
-            "run_id": r[2],
-            "status": r[3],
-            "started": r[4],
-            "error": (r[5] or r[6] or "")[:300],
-        }
-        for r in conn.execute(
-            """
-            SELECT dag_id, task_id, run_id, status, started_at, last_error, status_message
-              FROM ops.job_runs
-             WHERE started_at >= %s AND started_at < %s
-               AND status IN ('failed', 'timeout', 'cancelled', 'partial')
-             ORDER BY started_at DESC, id DESC LIMIT %s
-            """,
-            (start_utc, end_utc, max_list),
-        ).fetchall()
-    ]
+    failures = dict_rows(
+        conn,
+        """
+        SELECT dag_id, task_id, run_id, status, started_at AS started,
+               left(coalesce(nullif(last_error, ''), nullif(status_message, ''), ''), 300)
+                 AS error
+          FROM ops.job_runs
+         WHERE started_at >= %s AND started_at < %s
+           AND status IN ('failed', 'timeout', 'cancelled', 'partial')
+         ORDER BY started_at DESC, id DESC LIMIT %s
+        """,
+        (start_utc, end_utc, max_list),
+    )
     slow_runs = [
-        {
-            "dag_id": r[0],
-            "task_id": r[1],
-            "run_id": r[2],
-            "duration": fmt_seconds(r[3]),
-            "started": r[4],
-        }
-        for r in conn.execute(
+        r | {"duration": fmt_seconds(r["duration"])}
+        for r in dict_rows(
+            conn,
             """
-            SELECT dag_id, task_id, run_id, duration_seconds, started_at FROM ops.job_runs
+            SELECT dag_id, task_id, run_id, duration_seconds AS duration, started_at AS started
+              FROM ops.job_runs
              WHERE started_at >= %s AND started_at < %s AND duration_seconds > %s
              ORDER BY duration_seconds DESC, id LIMIT %s
             """,
             (start_utc, end_utc, slow_run_seconds, max_list),
-        ).fetchall()
+        )
     ]
     return ReportData(
         window=window,

@@ -308,44 +308,26 @@ def apply_retention(
         "run_id": run_id,
     }
 
-    boundary = _newest_kept_boundary(conn, "ops.job_events", policy.keep_job_events)
-    result.removed["ops.job_events"] = (
-        0
-        if boundary is None
-        else _drain(
-            conn,
-            "ops.job_events",
-            "id <= %s",
-            (boundary,),
-            rule=f"keep newest {policy.keep_job_events}",
-            **common,
+    for table, where, keep in (
+        ("ops.job_events", "id <= %s", policy.keep_job_events),
+        ("ops.job_runs", "id <= %s AND status <> 'running'", policy.keep_job_runs),
+    ):
+        boundary = _newest_kept_boundary(conn, table, keep)
+        result.removed[table] = (
+            0
+            if boundary is None
+            else _drain(conn, table, where, (boundary,), rule=f"keep newest {keep}", **common)
         )
-    )
-    boundary = _newest_kept_boundary(conn, "ops.job_runs", policy.keep_job_runs)
-    result.removed["ops.job_runs"] = (
-        0
-        if boundary is None
-        else _drain(
-            conn,
-            "ops.job_runs",
-            "id <= %s AND status <> 'running'",
-            (boundary,),
-            rule=f"keep newest {policy.keep_job_runs}",
-            **common,
-        )
-    )
     age_rule = f"older than {cutoff.isoformat()}"
-    result.removed["ops.ledger_entries"] = _drain(
-        conn, "ops.ledger_entries", "ts < %s", (cutoff_ts,), rule=age_rule, **common
-    )
-    result.removed["ops.dead_letters"] = _drain(
-        conn,
-        "ops.dead_letters",
-        "resolved_at IS NOT NULL AND resolved_at < %s",
-        (cutoff_ts,),
-        rule=f"resolved {age_rule}",
-        **common,
-    )
+    for table, where, rule in (
+        ("ops.ledger_entries", "ts < %s", age_rule),
+        (
+            "ops.dead_letters",
+            "resolved_at IS NOT NULL AND resolved_at < %s",
+            f"resolved {age_rule}",
+        ),
+    ):
+        result.removed[table] = _drain(conn, table, where, (cutoff_ts,), rule=rule, **common)
     files = old_artifacts(artifacts, cutoff)
     result.removed["artifacts"] = len(files)
     if files:

@@ -87,6 +87,10 @@ def services(devenv, tmp_path):
 def test_a_failing_api_server_fails_the_task_naming_the_setting(services):
     standalone, relay, tmp_path = services
     standalone.wait_for_dag("settings_probe")
+    # The session's metadata DB may already know the probe from test_settings_in_tasks (created
+    # paused there): unpause it explicitly, whatever ran before.
+    resp = standalone.api("PATCH", "/dags/settings_probe", json={"is_paused": False})
+    assert resp.status_code == 200 and resp.json()["is_paused"] is False, resp.text
     resp = standalone.api("POST", "/dags/settings_probe/dagRuns", json={"logical_date": None})
     assert resp.status_code in (200, 201), resp.text
     run_id = resp.json()["dag_run_id"]
